@@ -1,0 +1,81 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { BlobStore } from './blobstore/port.js';
+import type { FileService } from './dedup/service.js';
+import type { MetaStore } from './metastore/port.js';
+import type { Logger } from './observability/logger.js';
+import { httpErrorOf, sendError } from './protocol/errors.js';
+import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
+
+export interface AppDeps {
+  service: FileService;
+  meta: MetaStore;
+  blobs: BlobStore;
+  logger: Logger;
+  /** Seconds a connection may stay silent mid-request. */
+  clientIdleTimeoutSeconds: number;
+}
+
+/**
+ * Builds the HTTP application from its dependencies. It never listens and
+ * never creates infrastructure: the caller owns both (see src/server.ts).
+ */
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // One log line per request at 2,500 requests/s is noise; failures are logged where they happen.
+    logController: new LogController({ disableRequestLogging: true }),
+    // HEAD is answered from metadata alone, not by running GET and dropping the body.
+    exposeHeadRoutes: false,
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      // A client configured with base URL "http://host/" sends "//files/...".
+      ignoreDuplicateSlashes: true,
+      // Paths are validated by our own rules (1,024 bytes), not cut off by the router's default of 100.
+      maxParamLength: 16 * 1024,
+    },
+    // A 5 GiB upload from a slow client may legitimately take hours; what we
+    // bound is silence (connectionTimeout), not total duration.
+    requestTimeout: 0,
+    connectionTimeout: deps.clientIdleTimeoutSeconds * 1000,
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  // Upload bodies are files of any type: never parse them. Leaving the stream
+  // unread here lets the PUT handler stream it with backpressure.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  app.setNotFoundHandler(notFoundHandler);
+
+  registerFiletrackerRoutes(app, deps.service, '');
+  registerFiletrackerRoutes(app, deps.service, 'ft');
+
+  const started = Date.now();
+  app.get('/health', async (_request, reply) => {
+    // Cheap probes only (SELECT 1, a folder access / bucket HEAD): no table scans.
+    const probe = async (fn: () => Promise<void>) => {
+      try {
+        await fn();
+        return 'ok';
+      } catch (err) {
+        return httpErrorOf(err).message;
+      }
+    };
+    const [database, storage] = await Promise.all([
+      probe(() => deps.meta.check()),
+      probe(() => deps.blobs.check()),
+    ]);
+    const failing = [database, storage].filter((s) => s !== 'ok').length;
+    const status = failing === 0 ? 'ok' : failing === 2 ? 'error' : 'degraded';
+    return reply.code(failing === 0 ? 200 : 503).send({
+      status,
+      uptime_seconds: Math.floor((Date.now() - started) / 1000),
+      checks: { database, storage },
+    });
+  });
+
+  return app;
+}

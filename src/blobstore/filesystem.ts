@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import { constants, type Dirent } from 'node:fs';
+import { access, link, mkdir, open, opendir, readdir, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError, backendUnavailable } from '../errors.js';
+import type {
+  BlobInfo,
+  BlobListing,
+  BlobReader,
+  BlobStore,
+  PutOptions,
+  PutResult,
+} from './port.js';
+
+/** Folder under the root for files being written; outside the key layout, so the cleaner never sees it. */
+const INCOMING = '.incoming';
+/** A temporary file this old belongs to a crashed process. */
+const STALE_INCOMING_MS = 60 * 60 * 1000;
+const READ_CHUNK = 256 * 1024;
+
+const SAFE_KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+/**
+ * Blobs as files under a root folder (STORAGE_TYPE=filesystem). Writes go to
+ * a temporary file in the same file system, are fsynced, and then hard-linked
+ * to the final name: link() fails if the name exists, which gives atomic
+ * create-if-absent, so a crash never leaves a partial file under a key and a
+ * key's bytes never change.
+ */
+export class FilesystemBlobStore implements BlobStore {
+  private readonly incoming: string;
+  private readonly knownDirs = new Set<string>();
+
+  private constructor(private readonly root: string) {
+    this.incoming = join(root, INCOMING);
+  }
+
+  static async open(root: string): Promise<FilesystemBlobStore> {
+    const store = new FilesystemBlobStore(root);
+    await mkdir(store.incoming, { recursive: true });
+    await store.sweepIncoming();
+    return store;
+  }
+
+  private pathOf(key: string): string {
+    if (
+      !SAFE_KEY.test(key) ||
+      key.split('/').some((s) => s === '.' || s === '..') ||
+      key.startsWith(INCOMING)
+    ) {
+      throw new Error(`unsafe blob key: ${key}`);
+    }
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const final = this.pathOf(key);
+    const temp = join(this.incoming, `${process.pid}-${randomUUID()}`);
+    try {
+      const size = await writeDurably(temp, body, options.signal);
+      await options.beforeCommit?.();
+      await this.ensureDir(dirname(final));
+      try {
+        await link(temp, final);
+      } catch (err) {
+        if (code(err) !== 'EEXIST') throw err;
+        const existing = await stat(final);
+        return { created: false, size: existing.size };
+      }
+      // The new directory entry must survive a crash too, or an acknowledged PUT could lose its blob.
+      await syncDir(dirname(final));
+      return { created: true, size };
+    } catch (err) {
+      throw mapError(err, `writing ${key}`);
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+  }
+
+  async get(key: string): Promise<BlobReader | null> {
+    const path = this.pathOf(key);
+    try {
+      const handle = await open(path, 'r');
+      try {
+        const { size } = await handle.stat();
+        return { body: handle.createReadStream({ highWaterMark: READ_CHUNK }), size };
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+    } catch (err) {
+      if (code(err) === 'ENOENT') return null;
+      throw mapError(err, `reading ${key}`);
+    }
+  }
+
+  async stat(key: string): Promise<BlobInfo | null> {
+    try {
+      const s = await stat(this.pathOf(key));
+      return { size: s.size, lastModified: s.mtime };
+    } catch (err) {
+      if (code(err) === 'ENOENT') return null;
+      throw mapError(err, `inspecting ${key}`);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await unlink(this.pathOf(key));
+    } catch (err) {
+      if (code(err) !== 'ENOENT') throw mapError(err, `deleting ${key}`);
+    }
+  }
+
+  async *list(options: { prefix?: string } = {}): AsyncIterable<BlobListing> {
+    const prefix = options.prefix ?? '';
+    // Walk depth-first with one open directory per level: memory stays flat
+    // however many blobs there are.
+    async function* walk(dir: string, rel: string): AsyncGenerator<BlobListing> {
+      let handle: AsyncIterable<Dirent>;
+      try {
+        handle = await opendir(dir, { bufferSize: 256 });
+      } catch (err) {
+        if (code(err) === 'ENOENT') return;
+        throw err;
+      }
+      for await (const entry of handle) {
+        if (rel === '' && entry.name === INCOMING) continue;
+        const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
+        if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue;
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) yield* walk(full, key);
+        else if (entry.isFile()) {
+          const s = await stat(full).catch(() => null);
+          if (s) yield { key, size: s.size, lastModified: s.mtime };
+        }
+      }
+    }
+    try {
+      yield* walk(this.root, '');
+    } catch (err) {
+      throw mapError(err, 'listing blobs');
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await access(this.incoming, constants.W_OK);
+    } catch (err) {
+      throw mapError(err, 'checking the blob folder');
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.knownDirs.add(dir);
+  }
+
+  private async sweepIncoming(): Promise<void> {
+    const cutoff = Date.now() - STALE_INCOMING_MS;
+    for (const name of await readdir(this.incoming)) {
+      const path = join(this.incoming, name);
+      const s = await stat(path).catch(() => null);
+      if (s && s.mtimeMs < cutoff) await unlink(path).catch(() => {});
+    }
+  }
+}
+
+/** Copies `body` into a new file and fsyncs it; returns the byte count. */
+async function writeDurably(path: string, body: Readable, signal?: AbortSignal): Promise<number> {
+  const handle = await open(path, 'wx', 0o600);
+  let size = 0;
+  try {
+    const sink = new Writable({
+      highWaterMark: READ_CHUNK,
+      writev(chunks, callback) {
+        const buffers = chunks.map((c) => c.chunk as Buffer);
+        handle.writev(buffers).then((r) => {
+          size += r.bytesWritten;
+          callback();
+        }, callback);
+      },
+    });
+    await pipeline(body, sink, signal ? { signal } : {});
+    await handle.sync();
+    return size;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function code(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/**
+ * File-system failures (disk full, I/O error, permissions, read-only) are the
+ * store being unavailable: 503, never "absent". Errors raised by the body
+ * stream or by beforeCommit (client gone, checksum mismatch) pass through.
+ */
+function mapError(err: unknown, doing: string): unknown {
+  if (err instanceof AppError) return err;
+  const c = code(err);
+  if (c && /^E[A-Z]+$/.test(c) && !isStreamCode(c)) {
+    return backendUnavailable('storage', `${doing}: ${(err as Error).message}`, err);
+  }
+  return err;
+}
+
+function isStreamCode(c: string): boolean {
+  // Client-side socket errors surface through the body stream, not the disk.
+  return c === 'ECONNRESET' || c === 'EPIPE' || c === 'ECONNABORTED';
+}

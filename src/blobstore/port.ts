@@ -1,0 +1,64 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where blob bytes live. Keys are opaque to the store (the layout is the dedup
+ * core's business); objects are immutable once created. Absence is a value
+ * (null / created: false); every failure is a thrown error, so a broken store
+ * can never be mistaken for a missing blob.
+ */
+export interface BlobStore {
+  /**
+   * Stores the whole `body` under `key`, atomically: the key either does not
+   * exist or holds every byte. An existing key is never overwritten (answer
+   * `created: false`, with the size of what is already there), so the bytes
+   * under a key cannot change under a reader.
+   *
+   * `beforeCommit` runs after the last byte has been received and made durable
+   * and before the object becomes visible; if it throws, nothing is stored and
+   * the error propagates. The dedup core verifies checksums there.
+   */
+  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+
+  /** Opens the object for reading, or null if there is no such key. */
+  get(key: string, options?: { signal?: AbortSignal }): Promise<BlobReader | null>;
+
+  stat(key: string, options?: { signal?: AbortSignal }): Promise<BlobInfo | null>;
+
+  /** Removes the object; removing an absent key is not an error. */
+  delete(key: string): Promise<void>;
+
+  /** Every key under `prefix` (all keys when omitted), in no particular order. */
+  list(options?: { prefix?: string; signal?: AbortSignal }): AsyncIterable<BlobListing>;
+
+  /** A cheap liveness probe for /health. */
+  check(): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export interface PutOptions {
+  /** Exact byte count when known in advance (lets S3 use a single PutObject). */
+  size?: number | undefined;
+  beforeCommit?: (() => Promise<void>) | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface PutResult {
+  created: boolean;
+  /** Size of the object now under the key (ours if created, the existing one otherwise). */
+  size: number;
+}
+
+export interface BlobReader {
+  body: Readable;
+  size: number;
+}
+
+export interface BlobInfo {
+  size: number;
+  lastModified: Date;
+}
+
+export interface BlobListing extends BlobInfo {
+  key: string;
+}

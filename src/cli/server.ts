@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { UnsupportedBackendError } from '../backends.js';
+import { createLogger } from '../observability/logger.js';
+import { startServer } from '../server.js';
+import { type ConfigFlags, configOrExit, withConfigOptions } from './config-options.js';
+
+export function registerServerCommand(program: Command): void {
+  withConfigOptions(
+    program.command('server').description('serve the Filetracker v2 protocol (at / and under /ft)'),
+  ).action(async (flags: ConfigFlags) => {
+    const config = configOrExit(flags);
+    const logger = createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
+    let server: Awaited<ReturnType<typeof startServer>>;
+    try {
+      server = await startServer(config, logger);
+    } catch (err) {
+      if (err instanceof UnsupportedBackendError) logger.fatal(err.message);
+      else logger.fatal({ err }, 'could not start');
+      process.exitCode = 1;
+      return;
+    }
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      server.close().then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'unclean shutdown');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}

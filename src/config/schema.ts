@@ -1,0 +1,266 @@
+import { z } from 'zod';
+
+/**
+ * Every configuration variable, with its default, its validation and a line of
+ * documentation. Names are the upstream s3dedup's so existing `.env` files work;
+ * the variables after "s3dedup additions" are ours. A JSON config file uses the
+ * same names as keys. The README table is checked against this list by a test.
+ */
+
+type Raw = string | number | boolean;
+const raw = z.union([z.string(), z.number(), z.boolean()]);
+
+function integer(min: number, max: number) {
+  return raw.transform((value, ctx) => {
+    const n =
+      typeof value === 'number'
+        ? value
+        : typeof value === 'string' && /^\s*-?\d+\s*$/.test(value)
+          ? Number(value)
+          : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be a whole number from ${min} to ${max}`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+/** Seconds, fractions allowed (tests use sub-second timeouts). */
+function seconds(min: number, max: number) {
+  return raw.transform((value, ctx) => {
+    const n =
+      typeof value === 'number'
+        ? value
+        : typeof value === 'string' && value.trim() !== ''
+          ? Number(value)
+          : NaN;
+    if (!Number.isFinite(n) || n < min || n > max) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be a number of seconds from ${min} to ${max}`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
+}
+
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+const boolean = raw.transform((value, ctx) => {
+  if (typeof value === 'boolean') return value;
+  const text = String(value).trim().toLowerCase();
+  if (TRUE.has(text)) return true;
+  if (FALSE.has(text)) return false;
+  ctx.addIssue({
+    code: 'custom',
+    message: 'must be true or false (also accepted: 1/0, yes/no, on/off)',
+    input: value,
+  });
+  return z.NEVER;
+});
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return raw.transform((value, ctx) => {
+    const text = String(value).trim().toLowerCase();
+    if ((values as readonly string[]).includes(text)) return text as T[number];
+    ctx.addIssue({ code: 'custom', message: `must be one of: ${values.join(', ')}`, input: value });
+    return z.NEVER;
+  });
+}
+
+const text = raw.transform((value) => String(value));
+
+function url(protocols: readonly string[]) {
+  return raw.transform((value, ctx) => {
+    const s = String(value).trim();
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(s);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !protocols.includes(parsed.protocol)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be a URL starting with ${protocols.join(' or ')}//`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    return s.replace(/\/+$/, '');
+  });
+}
+
+// S3 bucket naming rules (the subset every S3-compatible server enforces).
+const bucketName = raw.transform((value, ctx) => {
+  const s = String(value);
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s) || s.includes('..')) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'must be 3-63 characters of lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit',
+      input: value,
+    });
+    return z.NEVER;
+  }
+  return s;
+});
+
+interface VariableSpec {
+  schema: z.ZodType<unknown, Raw>;
+  default?: Raw;
+  doc: string;
+}
+
+export const VARIABLES = {
+  LOG_LEVEL: {
+    schema: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const),
+    default: 'info',
+    doc: 'log level',
+  },
+  LOG_JSON: {
+    schema: boolean,
+    default: false,
+    doc: 'JSON log lines instead of human-readable ones',
+  },
+  BUCKET_NAME: {
+    schema: bucketName,
+    default: 'default',
+    doc: 'S3 bucket; created at start-up if missing',
+  },
+  LISTEN_ADDRESS: { schema: text, default: '0.0.0.0', doc: 'address the HTTP server binds' },
+  LISTEN_PORT: { schema: integer(0, 65535), default: 8080, doc: 'HTTP port (0 picks a free one)' },
+  KVSTORAGE_TYPE: {
+    schema: oneOf(['sqlite', 'postgres'] as const),
+    default: 'sqlite',
+    doc: 'metadata store',
+  },
+  SQLITE_PATH: {
+    schema: text,
+    default: './data/kv.db',
+    doc: 'SQLite database file; parent folders are created',
+  },
+  SQLITE_MAX_CONNECTIONS: {
+    schema: integer(1, 1000),
+    default: 10,
+    doc: 'accepted for compatibility; SQLite is used through one connection',
+  },
+  POSTGRES_HOST: { schema: text, doc: 'PostgreSQL host' },
+  POSTGRES_PORT: { schema: integer(1, 65535), default: 5432, doc: 'PostgreSQL port' },
+  POSTGRES_USER: { schema: text, doc: 'PostgreSQL user' },
+  POSTGRES_PASSWORD: { schema: text, doc: 'PostgreSQL password' },
+  POSTGRES_DB: { schema: text, doc: 'PostgreSQL database' },
+  POSTGRES_MAX_CONNECTIONS: { schema: integer(2, 1000), default: 10, doc: 'PostgreSQL pool size' },
+  DATABASE_URL: {
+    schema: url(['postgres:', 'postgresql:']),
+    doc: 'PostgreSQL connection string (instead of POSTGRES_*)',
+  },
+  LOCKS_TYPE: {
+    schema: oneOf(['memory', 'postgres'] as const),
+    default: 'memory',
+    doc: 'lock manager',
+  },
+  STORAGE_TYPE: {
+    schema: oneOf(['s3', 'filesystem'] as const),
+    doc: 'blob store; defaults to s3 when S3_ENDPOINT is set, filesystem otherwise',
+  },
+  STORAGE_PATH: {
+    schema: text,
+    default: './data/blobs',
+    doc: 'blob folder of the filesystem store',
+  },
+  S3_ENDPOINT: { schema: url(['http:', 'https:']), doc: 'S3 endpoint URL' },
+  S3_ACCESS_KEY: { schema: text, doc: 'S3 access key' },
+  S3_SECRET_KEY: { schema: text, doc: 'S3 secret key' },
+  S3_REGION: { schema: text, default: 'us-east-1', doc: 'S3 region' },
+  S3_FORCE_PATH_STYLE: { schema: boolean, default: true, doc: 'path-style S3 URLs' },
+  S3_KEY_SHARDING_DEPTH: {
+    schema: integer(0, 3),
+    default: 2,
+    doc: 'folders of two hex digits before the hash in blob keys (ab/cd/<hash> at 2); both stores',
+  },
+  GZIP_LEVEL: {
+    schema: integer(1, 9),
+    default: 6,
+    doc: 'gzip level for uploads that arrive uncompressed',
+  },
+  MAX_UPLOAD_SIZE: {
+    schema: integer(1, Number.MAX_SAFE_INTEGER),
+    default: 5368709120,
+    doc: 'largest accepted upload, in uncompressed bytes',
+  },
+  TRUST_CLIENT_CHECKSUMS: {
+    schema: boolean,
+    default: false,
+    doc: 'skip verifying SHA256-Checksum and Logical-Size against the body',
+  },
+  CLEANER_ENABLED: { schema: boolean, default: true, doc: 'run the blob cleaner in the server' },
+  CLEANER_INTERVAL: {
+    schema: integer(1, 31536000),
+    default: 3600,
+    doc: 'seconds between cleaner runs',
+  },
+  CLEANER_BATCH_SIZE: { schema: integer(1, 1000), default: 1000, doc: 'deletions per batch' },
+  CLEANER_MAX_DELETES: {
+    schema: integer(1, Number.MAX_SAFE_INTEGER),
+    default: 10000,
+    doc: 'deletions per run',
+  },
+  CLEANER_GRACE: {
+    schema: integer(0, 31536000),
+    default: 3600,
+    doc: 'seconds an unreferenced blob is kept before the cleaner may delete it',
+  },
+  FILETRACKER_URL: {
+    schema: url(['http:', 'https:']),
+    doc: 'old Filetracker server, for live migration',
+  },
+  FILETRACKER_V1_DIR: { schema: text, doc: 'V1 Filetracker storage folder, for migration' },
+
+  // s3dedup additions
+  TEMP_DIR: {
+    schema: text,
+    default: './data/tmp',
+    doc: 'where uploads of unknown hash spill once past SPILL_THRESHOLD (use a disk, not tmpfs)',
+  },
+  SPILL_THRESHOLD: {
+    schema: integer(0, 1073741824),
+    default: 1048576,
+    doc: 'bytes of an upload kept in memory before spilling to TEMP_DIR',
+  },
+  LOCK_TIMEOUT: {
+    schema: seconds(0.001, 3600),
+    default: 30,
+    doc: 'seconds a request waits for a lock before answering 503',
+  },
+  CLIENT_IDLE_TIMEOUT: {
+    schema: seconds(1, 86400),
+    default: 120,
+    doc: 'seconds a connection may stay silent mid-request before it is closed',
+  },
+  SHUTDOWN_TIMEOUT: {
+    schema: seconds(0, 3600),
+    default: 30,
+    doc: 'seconds SIGTERM waits for in-flight requests before closing connections',
+  },
+} as const satisfies Record<string, VariableSpec>;
+
+export type VariableName = keyof typeof VARIABLES;
+export const VARIABLE_NAMES = Object.keys(VARIABLES) as VariableName[];
+
+type Output<K extends VariableName> = z.output<(typeof VARIABLES)[K]['schema']>;
+type HasDefault<K extends VariableName> = (typeof VARIABLES)[K] extends { default: Raw }
+  ? K
+  : never;
+
+/** The validated configuration: every variable by its own name. */
+export type Config = { [K in VariableName as HasDefault<K>]: Output<K> } & {
+  [K in Exclude<VariableName, HasDefault<VariableName>>]: Output<K> | undefined;
+} & { STORAGE_TYPE: 's3' | 'filesystem' };

@@ -1,0 +1,300 @@
+import { PassThrough, type Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { BlobStore } from '../blobstore/port.js';
+import {
+  AppError,
+  backendUnavailable,
+  clientAborted,
+  internal,
+  invalidHeader,
+  notFound,
+  tooLarge,
+} from '../errors.js';
+import type { Lock, LockManager } from '../locks/port.js';
+import { withLock } from '../locks/port.js';
+import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.js';
+import { type BodyEncoding, type ContentHints, ingest, type Measured } from './ingest.js';
+import { blobKey, SHA256_HEX } from './keys.js';
+import { SpillBuffer } from './spill.js';
+
+export interface FileServiceOptions {
+  meta: MetaStore;
+  blobs: BlobStore;
+  locks: LockManager;
+  logger: Logger;
+  keyDepth: number;
+  maxUploadSize: number;
+  gzipLevel: number;
+  verifyHints: boolean;
+  tempDir: string;
+  spillThreshold: number;
+  lockTimeoutMs: number;
+  now?: () => number;
+}
+
+export interface PutRequest {
+  path: string;
+  version: number;
+  body: Readable;
+  encoding: BodyEncoding;
+  hints: ContentHints;
+  /** Content-Length when the client sent one. */
+  declaredLength?: number | undefined;
+}
+
+export interface PutOutcome {
+  /** The version stored under the path after the request. */
+  version: number;
+  /** False when the stored version was newer and the body was not read. */
+  bodyRead: boolean;
+}
+
+export interface OpenedFile {
+  file: FileRecord;
+  /** The stored gzip bytes. */
+  body: Readable;
+}
+
+/** Paths per metadata query while listing. */
+const LIST_PAGE = 1000;
+
+/**
+ * The dedup core: Filetracker operations over a metadata store, a blob store
+ * and locks. Knows nothing of HTTP.
+ *
+ * Locking protocol (see also src/locks/port.ts):
+ * - a body is read and stored with no lock held: a slow client never blocks anyone;
+ * - then `blob:<hash>` is taken shared, which only excludes the cleaner, and
+ *   under it the blob is confirmed to exist before any path points at it;
+ * - then `path:<path>` exclusive for the one metadata transaction.
+ * Always in that order (blob, then path), so two requests cannot deadlock.
+ */
+export class FileService {
+  private readonly now: () => number;
+
+  constructor(private readonly o: FileServiceOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  private key(hash: string): string {
+    return blobKey(hash, this.o.keyDepth);
+  }
+
+  private lockOptions(signal?: AbortSignal) {
+    return { timeoutMs: this.o.lockTimeoutMs, signal };
+  }
+
+  async head(path: string): Promise<FileRecord> {
+    const file = await this.o.meta.getFile(path);
+    if (!file) throw notFound(`File ${path}`);
+    return file;
+  }
+
+  async open(path: string, signal?: AbortSignal): Promise<OpenedFile> {
+    const file = await this.head(path);
+    const reader = await this.o.blobs.get(this.key(file.hash), { signal });
+    // A path whose blob is gone breaks invariant 1. It is our fault, not the
+    // client's: 500, never 404, and loud in the logs.
+    if (!reader) {
+      this.o.logger.error(
+        { path, hash: file.hash },
+        'metadata points at a blob that is not in the store',
+      );
+      throw internal(`Stored content of ${path} is missing from the blob store`);
+    }
+    if (reader.size !== file.storedSize) {
+      reader.body.destroy();
+      this.o.logger.error(
+        { path, hash: file.hash, expected: file.storedSize, actual: reader.size },
+        'stored blob size differs from metadata',
+      );
+      throw internal(`Stored content of ${path} has an unexpected size`);
+    }
+    return { file, body: reader.body };
+  }
+
+  async put(req: PutRequest, signal?: AbortSignal): Promise<PutOutcome> {
+    const { hints } = req;
+    if (hints.sha256 !== undefined && !SHA256_HEX.test(hints.sha256)) {
+      throw invalidHeader('SHA256-Checksum', 'expected 64 hexadecimal digits');
+    }
+    // Refuse what is certainly too large before reading a byte of it.
+    if (hints.logicalSize !== undefined && hints.logicalSize > this.o.maxUploadSize)
+      throw tooLarge(this.o.maxUploadSize);
+    if (req.encoding === 'identity' && (req.declaredLength ?? 0) > this.o.maxUploadSize) {
+      throw tooLarge(this.o.maxUploadSize);
+    }
+
+    // A strictly newer stored version wins whatever the body holds, so skip it.
+    // The answer is still decided under the lock below when we go on.
+    const current = await this.o.meta.getFile(req.path);
+    if (current && current.version > req.version)
+      return { version: current.version, bodyRead: false };
+
+    const { blob, lock } = await this.storeContent(req, signal);
+    try {
+      const result = await withLock(
+        this.o.locks,
+        `path:${req.path}`,
+        'exclusive',
+        this.lockOptions(signal),
+        () => this.o.meta.putFile({ path: req.path, version: req.version, blob, now: this.now() }),
+      );
+      return { version: result.version, bodyRead: true };
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult> {
+    const result = await withLock(
+      this.o.locks,
+      `path:${path}`,
+      'exclusive',
+      this.lockOptions(signal),
+      () => this.o.meta.deleteFile({ path, version, now: this.now() }),
+    );
+    if (result.outcome === 'absent') throw notFound(`File ${path}`);
+    return result;
+  }
+
+  /** Paths under `dir` ("" = everything) relative to it, sorted, with version <= maxVersion. */
+  async *list(dir: string, maxVersion: number): AsyncGenerator<string> {
+    const prefix = dir === '' ? '' : `${dir}/`;
+    let after: string | null = null;
+    for (;;) {
+      const page = await this.o.meta.listFiles({ prefix, maxVersion, after, limit: LIST_PAGE });
+      for (const path of page) yield path.slice(prefix.length);
+      if (page.length < LIST_PAGE) return;
+      after = page[page.length - 1] ?? null;
+    }
+  }
+
+  /**
+   * Reads the body and makes sure its content is in the blob store. Returns the
+   * blob's facts with `blob:<hash>` held shared; the caller releases it.
+   */
+  private async storeContent(
+    req: PutRequest,
+    signal?: AbortSignal,
+  ): Promise<{ blob: { hash: string; logicalSize: number; storedSize: number }; lock: Lock }> {
+    const spec = {
+      encoding: req.encoding,
+      hints: req.hints,
+      verify: this.o.verifyHints,
+      maxLogicalSize: this.o.maxUploadSize,
+      gzipLevel: this.o.gzipLevel,
+    };
+    const declared = req.hints.sha256;
+
+    if (declared !== undefined) {
+      const existing = await this.o.meta.getBlob(declared);
+      if (existing) {
+        // Already stored: read the body only to check it (or not at all when
+        // trusting the client), and upload nothing.
+        if (existing.refcount === 0) await this.o.meta.touchBlob(declared, this.now());
+        await ingest(req.body, spec, null, signal);
+        return this.reuse(declared, signal);
+      }
+      // Not stored yet and the hash is known: stream straight into the blob
+      // store; the checksum is verified before the blob becomes visible.
+      const pass = new PassThrough({ highWaterMark: 256 * 1024 });
+      const measuring = ingest(req.body, spec, pass, signal);
+      const storing = this.o.blobs.put(this.key(declared), pass, {
+        beforeCommit: () => measuring.then(() => undefined),
+        signal,
+      });
+      // A store that fails before reading would otherwise leave the body stalled on a full buffer.
+      storing.catch((err: Error) => pass.destroy(err));
+      const [measured, stored] = await settleBoth(measuring, storing, signal);
+      return this.adopt(measured, stored.created, signal);
+    }
+
+    // Hash unknown until the end: hold the bytes (memory, then a temp file).
+    const spill = new SpillBuffer(this.o.tempDir, this.o.spillThreshold);
+    try {
+      const measured = await ingest(req.body, spec, spill, signal);
+      const existing = await this.o.meta.getBlob(measured.sha256);
+      if (existing) {
+        if (existing.refcount === 0) await this.o.meta.touchBlob(measured.sha256, this.now());
+        return await this.reuse(measured.sha256, signal);
+      }
+      const stored = await this.o.blobs.put(this.key(measured.sha256), spill.openReader(), {
+        size: measured.storedSize,
+        signal,
+      });
+      return await this.adopt(measured, stored.created, signal);
+    } finally {
+      await spill.dispose();
+    }
+  }
+
+  /** The content is already stored: confirm its row survived while we read the body. */
+  private async reuse(hash: string, signal?: AbortSignal) {
+    const lock = await this.o.locks.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
+    try {
+      const row = await this.o.meta.getBlob(hash);
+      if (!row) throw contentCollected(hash);
+      return { blob: { hash, logicalSize: row.logicalSize, storedSize: row.storedSize }, lock };
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** We stored (or found) the object under the hash's key: pin it before a path points at it. */
+  private async adopt(measured: Measured, created: boolean, signal?: AbortSignal) {
+    const hash = measured.sha256;
+    const lock = await this.o.locks.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
+    try {
+      let storedSize = measured.storedSize;
+      if (!created) {
+        // Someone else's object (a concurrent upload, or one left by a crash).
+        // Objects are never overwritten, so its size, not ours, is the truth;
+        // and under the lock the cleaner cannot remove it before we reference it.
+        const info = await this.o.blobs.stat(this.key(hash), { signal });
+        if (!info) throw contentCollected(hash);
+        storedSize = info.size;
+      }
+      return { blob: { hash, logicalSize: measured.logicalSize, storedSize }, lock };
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+}
+
+/**
+ * The cleaner removed this content between our check and our lock: rare (it
+ * needs the content unreferenced for CLEANER_GRACE), and retrying the upload
+ * fixes it. 503 tells the client to retry.
+ */
+function contentCollected(hash: string) {
+  return backendUnavailable(
+    'storage',
+    `content ${hash} was garbage-collected during the upload; retry`,
+  );
+}
+
+/**
+ * Waits for the measuring and the storing side of a streamed upload. When one
+ * fails the other fails too (they share a stream); report the cause, not the echo.
+ */
+async function settleBoth<A, B>(
+  a: Promise<A>,
+  b: Promise<B>,
+  signal?: AbortSignal,
+): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'fulfilled' && rb.status === 'fulfilled') return [ra.value, rb.value];
+  if (signal?.aborted) throw clientAborted();
+  const errors = [ra, rb].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  // The measuring side's AppErrors (bad gzip, mismatch, too large) come first;
+  // a store failure (503) next; a bare stream error last.
+  const rank = (e: unknown) => {
+    if (!(e instanceof AppError)) return 2;
+    return e.code === 'BACKEND_UNAVAILABLE' || e.code === 'INTERNAL' ? 1 : 0;
+  };
+  errors.sort((x, y) => rank(x) - rank(y));
+  throw errors[0];
+}

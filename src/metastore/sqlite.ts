@@ -1,0 +1,254 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { backendUnavailable } from '../errors.js';
+import type {
+  BlobRecord,
+  DeleteFileResult,
+  FileRecord,
+  ListQuery,
+  MetaStore,
+  PutFileInput,
+  PutFileResult,
+} from './port.js';
+import { prefixUpperBound } from './prefix.js';
+
+/**
+ * Schema migrations, applied in order at start-up; PRAGMA user_version records
+ * how many have run. Append only: a released migration never changes.
+ */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE blobs (
+    hash         TEXT    PRIMARY KEY,
+    refcount     INTEGER NOT NULL CHECK (refcount >= 0),
+    logical_size INTEGER NOT NULL,
+    stored_size  INTEGER NOT NULL,
+    zero_since   INTEGER,                 -- ms since epoch, set while refcount = 0
+    created_at   INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  -- The cleaner looks for unreferenced blobs; keep that cheap however many blobs there are.
+  CREATE INDEX blobs_unreferenced ON blobs (zero_since) WHERE refcount = 0;
+
+  -- TEXT compares with the BINARY collation: bytewise on UTF-8, the order /list promises,
+  -- and what lets "path > ? AND path < ?" walk a directory through the primary key.
+  CREATE TABLE files (
+    path       TEXT    PRIMARY KEY,
+    hash       TEXT    NOT NULL REFERENCES blobs (hash),
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX files_hash ON files (hash);
+  `,
+];
+
+interface FileRow {
+  path: string;
+  hash: string;
+  version: number;
+  logical_size: number;
+  stored_size: number;
+}
+interface BlobRow {
+  hash: string;
+  refcount: number;
+  logical_size: number;
+  stored_size: number;
+  zero_since: number | null;
+}
+
+export interface SqliteOptions {
+  path: string;
+  /** How long a write waits for another process holding the database (ms). */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * SQLite metadata (the embedded default). better-sqlite3 is synchronous: each
+ * call is a few microseconds on one connection, and a transaction can never
+ * interleave with another request's, which is what makes every change atomic.
+ */
+export class SqliteMetaStore implements MetaStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+  private readonly putTx;
+  private readonly deleteTx;
+
+  constructor(options: SqliteOptions) {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
+    this.db.pragma('journal_mode = WAL');
+    // FULL: a commit is on disk before the PUT is acknowledged (SPEC §3 invariant 3), power loss included.
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    migrate(this.db);
+
+    const db = this.db;
+    this.stmts = {
+      getFile: db.prepare<[string], FileRow>(
+        `SELECT f.path, f.hash, f.version, b.logical_size, b.stored_size
+           FROM files f JOIN blobs b ON b.hash = f.hash WHERE f.path = ?`,
+      ),
+      getBlob: db.prepare<[string], BlobRow>(
+        'SELECT hash, refcount, logical_size, stored_size, zero_since FROM blobs WHERE hash = ?',
+      ),
+      fileForUpdate: db.prepare<[string], { hash: string; version: number }>(
+        'SELECT hash, version FROM files WHERE path = ?',
+      ),
+      insertBlob: db.prepare(
+        `INSERT INTO blobs (hash, refcount, logical_size, stored_size, zero_since, created_at)
+         VALUES (@hash, 0, @logicalSize, @storedSize, @now, @now) ON CONFLICT (hash) DO NOTHING`,
+      ),
+      upsertFile: db.prepare(
+        `INSERT INTO files (path, hash, version, updated_at) VALUES (@path, @hash, @version, @now)
+         ON CONFLICT (path) DO UPDATE SET hash = excluded.hash, version = excluded.version,
+                                          updated_at = excluded.updated_at`,
+      ),
+      deleteFile: db.prepare<[string]>('DELETE FROM files WHERE path = ?'),
+      incRef: db.prepare<[string]>(
+        'UPDATE blobs SET refcount = refcount + 1, zero_since = NULL WHERE hash = ?',
+      ),
+      decRef: db.prepare<[number, string]>(
+        `UPDATE blobs SET refcount = refcount - 1,
+                          zero_since = CASE WHEN refcount = 1 THEN ? ELSE zero_since END
+         WHERE hash = ?`,
+      ),
+      touch: db.prepare<[number, string]>(
+        'UPDATE blobs SET zero_since = ? WHERE hash = ? AND refcount = 0',
+      ),
+      listAll: db.prepare<[string, number, number], { path: string }>(
+        'SELECT path FROM files WHERE path > ? AND version <= ? ORDER BY path LIMIT ?',
+      ),
+      listRange: db.prepare<[string, string, number, number], { path: string }>(
+        'SELECT path FROM files WHERE path > ? AND path < ? AND version <= ? ORDER BY path LIMIT ?',
+      ),
+    };
+
+    this.putTx = db.transaction((input: PutFileInput): PutFileResult => {
+      const { path, version, blob, now } = input;
+      this.stmts.insertBlob.run({ ...blob, now });
+      const current = this.stmts.fileForUpdate.get(path);
+      if (current && current.version > version) return { applied: false, version: current.version };
+      this.stmts.upsertFile.run({ path, hash: blob.hash, version, now });
+      if (current?.hash !== blob.hash) {
+        this.stmts.incRef.run(blob.hash);
+        if (current) this.stmts.decRef.run(now, current.hash);
+      }
+      return { applied: true, version };
+    });
+
+    this.deleteTx = db.transaction(
+      (path: string, version: number, now: number): DeleteFileResult => {
+        const current = this.stmts.fileForUpdate.get(path);
+        if (!current) return { outcome: 'absent' };
+        if (current.version > version) return { outcome: 'kept', version: current.version };
+        this.stmts.deleteFile.run(path);
+        this.stmts.decRef.run(now, current.hash);
+        return { outcome: 'deleted', version: current.version };
+      },
+    );
+  }
+
+  async getFile(path: string): Promise<FileRecord | null> {
+    const row = guard(() => this.stmts.getFile.get(path));
+    return row
+      ? {
+          path: row.path,
+          hash: row.hash,
+          version: row.version,
+          logicalSize: row.logical_size,
+          storedSize: row.stored_size,
+        }
+      : null;
+  }
+
+  async getBlob(hash: string): Promise<BlobRecord | null> {
+    const row = guard(() => this.stmts.getBlob.get(hash));
+    return row
+      ? {
+          hash: row.hash,
+          refcount: row.refcount,
+          logicalSize: row.logical_size,
+          storedSize: row.stored_size,
+          zeroSince: row.zero_since,
+        }
+      : null;
+  }
+
+  async putFile(input: PutFileInput): Promise<PutFileResult> {
+    // IMMEDIATE takes the write lock up front, so the read of the current
+    // version and the write that depends on it cannot be split by another process.
+    return guard(() => this.putTx.immediate(input));
+  }
+
+  async deleteFile(input: {
+    path: string;
+    version: number;
+    now: number;
+  }): Promise<DeleteFileResult> {
+    return guard(() => this.deleteTx.immediate(input.path, input.version, input.now));
+  }
+
+  async listFiles(query: ListQuery): Promise<string[]> {
+    const after = query.after ?? query.prefix;
+    const upper = prefixUpperBound(query.prefix);
+    const rows = guard(() =>
+      upper === null
+        ? this.stmts.listAll.all(after, query.maxVersion, query.limit)
+        : this.stmts.listRange.all(after, upper, query.maxVersion, query.limit),
+    );
+    return rows.map((r) => r.path);
+  }
+
+  async touchBlob(hash: string, now: number): Promise<void> {
+    guard(() => this.stmts.touch.run(now, hash));
+  }
+
+  async check(): Promise<void> {
+    guard(() => this.db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** For tests and fsck: direct access to the database. */
+  get database(): Database.Database {
+    return this.db;
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `SQLite schema version ${current} is newer than this s3dedup knows (${MIGRATIONS.length}); upgrade s3dedup`,
+    );
+  }
+  db.transaction(() => {
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] as string);
+    }
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  }).immediate();
+}
+
+// The database failing (locked by another process past the busy timeout, disk
+// full or broken, file gone) rather than our statements being wrong.
+const UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)/;
+
+/** Turns database failures into BACKEND_UNAVAILABLE (503); anything else stays a bug (500). */
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof Database.SqliteError && UNAVAILABLE.test(err.code)) {
+      throw backendUnavailable('database', err.message, err);
+    }
+    if (err instanceof TypeError && err.message.includes('database connection is not open')) {
+      throw backendUnavailable('database', 'the database is closed', err);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,86 @@
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { type Backends, openBackends } from './backends.js';
+import type { Config } from './config/schema.js';
+import { FileService } from './dedup/service.js';
+import type { Logger } from './observability/logger.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  backends: Backends;
+  /** The address actually bound (the port is real even when LISTEN_PORT=0). */
+  url: string;
+  /** Stops accepting, waits up to SHUTDOWN_TIMEOUT for in-flight requests, closes the stores. */
+  close(): Promise<void>;
+}
+
+export function createService(config: Config, backends: Backends, logger: Logger): FileService {
+  return new FileService({
+    meta: backends.meta,
+    blobs: backends.blobs,
+    locks: backends.locks,
+    logger,
+    keyDepth: config.S3_KEY_SHARDING_DEPTH,
+    maxUploadSize: config.MAX_UPLOAD_SIZE,
+    gzipLevel: config.GZIP_LEVEL,
+    verifyHints: !config.TRUST_CLIENT_CHECKSUMS,
+    tempDir: config.TEMP_DIR,
+    spillThreshold: config.SPILL_THRESHOLD,
+    lockTimeoutMs: config.LOCK_TIMEOUT * 1000,
+  });
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const backends = await openBackends(config, logger);
+  const app = buildApp({
+    service: createService(config, backends, logger),
+    meta: backends.meta,
+    blobs: backends.blobs,
+    logger,
+    clientIdleTimeoutSeconds: config.CLIENT_IDLE_TIMEOUT,
+  });
+  try {
+    await app.listen({ host: config.LISTEN_ADDRESS, port: config.LISTEN_PORT });
+  } catch (err) {
+    await backends.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const url =
+    typeof address === 'object' && address
+      ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+      : String(address);
+  logger.info(
+    {
+      url,
+      storage: config.STORAGE_TYPE,
+      metadata: config.KVSTORAGE_TYPE,
+      locks: config.LOCKS_TYPE,
+    },
+    'listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      const timeoutMs = config.SHUTDOWN_TIMEOUT * 1000;
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const closed = app.close().then(() => 'closed' as const);
+      if ((await Promise.race([closed, deadline])) === 'timeout') {
+        logger.warn(
+          { timeoutMs },
+          'in-flight requests did not finish in time; closing their connections',
+        );
+        app.server.closeAllConnections();
+        await closed;
+      }
+      clearTimeout(timer);
+      await backends.close();
+    })();
+    return closing;
+  };
+  return { app, backends, url, close };
+}

@@ -1,0 +1,65 @@
+import { join } from 'node:path';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { makeTempDir } from './tmp.js';
+
+/**
+ * A set of backends the end-to-end suites run against. Each returns the
+ * environment that points a server at its stores; `dir` is the test's own
+ * scratch folder.
+ */
+export interface BackendProfile {
+  name: string;
+  env(dir: string): Promise<Record<string, string>>;
+}
+
+export const filesystemProfile: BackendProfile = {
+  name: 'filesystem + sqlite',
+  env: async (dir) => ({
+    STORAGE_TYPE: 'filesystem',
+    STORAGE_PATH: join(dir, 'blobs'),
+    KVSTORAGE_TYPE: 'sqlite',
+    SQLITE_PATH: join(dir, 'kv.db'),
+  }),
+};
+
+export interface TestServer {
+  url: string;
+  config: Config;
+  server: RunningServer;
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** A real server listening on a free loopback port, with its own scratch folder. */
+export async function startTestServer(
+  profile: BackendProfile,
+  env: Record<string, string> = {},
+): Promise<TestServer> {
+  const dir = await makeTempDir();
+  const config = loadConfig({
+    env: {
+      LISTEN_ADDRESS: '127.0.0.1',
+      LISTEN_PORT: '0',
+      TEMP_DIR: join(dir.path, 'tmp'),
+      SHUTDOWN_TIMEOUT: '5',
+      CLEANER_ENABLED: 'false',
+      ...(await profile.env(dir.path)),
+      ...env,
+    },
+  });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const server = await startServer(config, logger);
+  return {
+    url: server.url,
+    config,
+    server,
+    dir: dir.path,
+    close: async () => {
+      await server.close();
+      await dir.remove();
+    },
+  };
+}

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { BlobStore } from './blobstore/port.js';
 import type { FileService } from './dedup/service.js';
+import { invalidPath } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
 import { httpErrorOf, sendError } from './protocol/errors.js';
@@ -40,6 +41,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // The router rejects undecodable URLs before any handler runs; answer in our error format.
+    frameworkErrors: (err, request, reply) =>
+      sendError(request, reply, err.code === 'FST_ERR_BAD_URL' ? invalidPath('malformed percent-encoding') : err),
   });
 
   // Upload bodies are files of any type: never parse them. Leaving the stream

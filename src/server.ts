@@ -69,6 +69,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         timer = setTimeout(() => resolve('timeout'), timeoutMs);
       });
       const closed = app.close().then(() => 'closed' as const);
+      // close() drops the connections idle at that moment; a keep-alive
+      // connection busy then goes idle when its request ends and would hold
+      // the server open until its keep-alive timeout. Keep dropping them.
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
       if ((await Promise.race([closed, deadline])) === 'timeout') {
         logger.warn(
           { timeoutMs },
@@ -78,6 +82,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await closed;
       }
       clearTimeout(timer);
+      clearInterval(sweeper);
       await backends.close();
     })();
     return closing;

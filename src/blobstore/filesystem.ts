@@ -84,8 +84,9 @@ export class FilesystemBlobStore implements BlobStore {
     try {
       const handle = await open(path, 'r');
       try {
-        const { size } = await handle.stat();
-        return { body: handle.createReadStream({ highWaterMark: READ_CHUNK }), size };
+        const info = await handle.stat();
+        if (!info.isFile()) throw backendUnavailable('storage', `${key} is not a regular file`);
+        return { body: handle.createReadStream({ highWaterMark: READ_CHUNK }), size: info.size };
       } catch (err) {
         await handle.close();
         throw err;

@@ -59,9 +59,13 @@ export function sendError(
   if (status >= 500) request.log.error({ err }, line);
   else request.log.debug({ status, reason: line }, 'request refused');
   if (status === 499) return reply; // the client is gone; nothing to send
-  // An unread request body: let Node discard a small one, but close the
-  // connection instead of reading gigabytes we are refusing anyway.
-  if (!request.raw.complete && unreadBodyIsLarge(request)) reply.header('connection', 'close');
+  // An unread request body: discard a small one so the connection can carry
+  // the next request, but close the connection rather than read gigabytes we
+  // are refusing anyway.
+  if (!request.raw.complete) {
+    if (unreadBodyIsLarge(request)) reply.header('connection', 'close');
+    else request.raw.resume();
+  }
   return reply
     .code(status)
     .header('content-type', 'text/plain; charset=utf-8')

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { type Dispatcher, request } from 'undici';
+import { Client, type Dispatcher, request } from 'undici';
 import { formatVersion } from '../../src/protocol/versions.js';
 
 export interface HttpResponse {
@@ -29,6 +30,37 @@ export async function http(
   for (const [k, v] of Object.entries(res.headers))
     headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
   return { status: res.statusCode, headers, body };
+}
+
+/**
+ * A request whose path goes on the wire exactly as given: URL parsing would
+ * resolve "a/../b" and re-encode characters before the server ever saw them.
+ */
+export async function rawHttp(
+  origin: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Body } = {},
+): Promise<HttpResponse> {
+  const client = new Client(origin);
+  try {
+    const res = await client.request({
+      path,
+      method: (options.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers: options.headers,
+      body: options.body as Dispatcher.DispatchOptions['body'],
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
+    return { status: res.statusCode, headers, body };
+  } finally {
+    await client.close();
+  }
+}
+
+/** Compares bytes by length and digest: vitest's deep equality walks buffers byte by byte (slow on megabytes). */
+export function digestOf(data: Buffer): string {
+  return `${data.length}:${createHash('sha256').update(data).digest('hex')}`;
 }
 
 /** Python's urllib.parse.quote(path) with safe='/', which pathname2url uses on POSIX. */
@@ -73,7 +105,6 @@ export const pyClient = {
     version: number,
     compress = true,
   ): Promise<HttpResponse> {
-    const { createHash } = await import('node:crypto');
     const headers: Record<string, string> = {
       ...REQUESTS_HEADERS,
       'sha256-checksum': createHash('sha256').update(content).digest('hex'),

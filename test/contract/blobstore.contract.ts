@@ -1,0 +1,189 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BlobStore } from '../../src/blobstore/port.js';
+
+/** What a contract suite needs from an implementation's test file. */
+export interface BlobStoreHarness {
+  store: BlobStore;
+  /** Names of files/objects the store left outside its keys (temporary uploads): must be empty after every operation. */
+  leftovers(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+async function readAll(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A stream of `size` pseudo-random bytes produced in chunks, never held whole. */
+function generated(size: number, seed = 1): { stream: Readable; sha256: () => string } {
+  const hash = createHash('sha256');
+  let left = size;
+  let x = seed;
+  const stream = new Readable({
+    read() {
+      if (left === 0) return void this.push(null);
+      const n = Math.min(left, 64 * 1024);
+      const chunk = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        chunk[i] = x >>> 24;
+      }
+      left -= n;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  return { stream, sha256: () => hash.digest('hex') };
+}
+
+let keyCounter = 0;
+const uniqueKey = () => `ab/cd/${Date.now().toString(16)}${(keyCounter++).toString(16).padStart(8, '0')}`;
+
+/** The behaviour every BlobStore (filesystem, S3) must have. */
+export function blobStoreContract(name: string, open: () => Promise<BlobStoreHarness>): void {
+  describe(`BlobStore contract: ${name}`, () => {
+    let h: BlobStoreHarness;
+    beforeAll(async () => {
+      h = await open();
+    });
+    afterAll(async () => {
+      await h?.close();
+    });
+
+    it('stores and returns the exact bytes with their size', async () => {
+      const key = uniqueKey();
+      const data = randomBytes(10_000);
+      const put = await h.store.put(key, Readable.from([data]), { size: data.length });
+      expect(put).toEqual({ created: true, size: data.length });
+      const got = await h.store.get(key);
+      expect(got?.size).toBe(data.length);
+      expect(await readAll(got?.body as Readable)).toEqual(data);
+      expect((await h.store.stat(key))?.size).toBe(data.length);
+    });
+
+    it('stores an empty object', async () => {
+      const key = uniqueKey();
+      expect(await h.store.put(key, Readable.from([]), { size: 0 })).toEqual({ created: true, size: 0 });
+      const got = await h.store.get(key);
+      expect(got?.size).toBe(0);
+      expect((await readAll(got?.body as Readable)).length).toBe(0);
+    });
+
+    it('answers null for an absent key, from get and stat', async () => {
+      expect(await h.store.get(uniqueKey())).toBeNull();
+      expect(await h.store.stat(uniqueKey())).toBeNull();
+    });
+
+    it('never overwrites an existing key', async () => {
+      const key = uniqueKey();
+      const first = Buffer.from('first version of the bytes');
+      await h.store.put(key, Readable.from([first]), { size: first.length });
+      const second = Buffer.from('other');
+      const again = await h.store.put(key, Readable.from([second]), { size: second.length });
+      expect(again).toEqual({ created: false, size: first.length });
+      expect(await readAll((await h.store.get(key))?.body as Readable)).toEqual(first);
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('creates a key exactly once under concurrent puts', async () => {
+      const key = uniqueKey();
+      const bodies = Array.from({ length: 8 }, (_, i) => Buffer.alloc(1000 + i, i));
+      const results = await Promise.all(
+        bodies.map((b) => h.store.put(key, Readable.from([b]), { size: b.length })),
+      );
+      const created = results.filter((r) => r.created);
+      expect(created).toHaveLength(1);
+      const stored = await readAll((await h.store.get(key))?.body as Readable);
+      expect(bodies.some((b) => b.equals(stored))).toBe(true);
+      for (const r of results) expect(r.size).toBe(stored.length);
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('streams a large object without a size hint', async () => {
+      const key = uniqueKey();
+      const size = 24 * 1024 * 1024 + 123;
+      const src = generated(size, 7);
+      expect(await h.store.put(key, src.stream)).toEqual({ created: true, size });
+      const got = await h.store.get(key);
+      const hash = createHash('sha256');
+      let n = 0;
+      for await (const c of got?.body as Readable) {
+        hash.update(c as Buffer);
+        n += (c as Buffer).length;
+      }
+      expect(n).toBe(size);
+      expect(hash.digest('hex')).toBe(src.sha256());
+    });
+
+    it('runs beforeCommit after the last byte and stores nothing when it throws', async () => {
+      const key = uniqueKey();
+      let sawAllBytes = false;
+      const data = randomBytes(50_000);
+      const src = Readable.from([data.subarray(0, 20_000), data.subarray(20_000)]);
+      src.on('end', () => {
+        sawAllBytes = true;
+      });
+      await expect(
+        h.store.put(key, src, {
+          beforeCommit: async () => {
+            expect(sawAllBytes).toBe(true);
+            throw new Error('checksum says no');
+          },
+        }),
+      ).rejects.toThrow('checksum says no');
+      expect(await h.store.stat(key)).toBeNull();
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('stores nothing when the body fails midway', async () => {
+      const key = uniqueKey();
+      const body = new Readable({ read() {} });
+      body.push(randomBytes(100_000));
+      setTimeout(() => body.destroy(new Error('client went away')), 20);
+      await expect(h.store.put(key, body)).rejects.toThrow();
+      expect(await h.store.stat(key)).toBeNull();
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('stores nothing when aborted', async () => {
+      const key = uniqueKey();
+      const body = new Readable({ read() {} });
+      body.push(randomBytes(10_000));
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 20);
+      await expect(h.store.put(key, body, { signal: controller.signal })).rejects.toThrow();
+      expect(await h.store.stat(key)).toBeNull();
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('deletes, and deleting an absent key is fine', async () => {
+      const key = uniqueKey();
+      await h.store.put(key, Readable.from([Buffer.from('x')]), { size: 1 });
+      await h.store.delete(key);
+      expect(await h.store.stat(key)).toBeNull();
+      await expect(h.store.delete(key)).resolves.toBeUndefined();
+    });
+
+    it('lists keys under a prefix with sizes', async () => {
+      const base = `list${Date.now().toString(16)}${keyCounter++}`;
+      const keys = [`${base}/aa/k1`, `${base}/aa/k2`, `${base}/bb/k3`];
+      for (const [i, key] of keys.entries()) {
+        await h.store.put(key, Readable.from([Buffer.alloc(i + 1)]), { size: i + 1 });
+      }
+      const listed: { key: string; size: number }[] = [];
+      for await (const item of h.store.list({ prefix: `${base}/` })) listed.push({ key: item.key, size: item.size });
+      listed.sort((a, b) => a.key.localeCompare(b.key));
+      expect(listed).toEqual(keys.map((key, i) => ({ key, size: i + 1 })));
+      const under: string[] = [];
+      for await (const item of h.store.list({ prefix: `${base}/aa/` })) under.push(item.key);
+      expect(under.sort()).toEqual(keys.slice(0, 2));
+    });
+
+    it('answers its health check', async () => {
+      await expect(h.store.check()).resolves.toBeUndefined();
+    });
+  });
+}

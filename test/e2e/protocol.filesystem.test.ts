@@ -1,0 +1,4 @@
+import { filesystemProfile } from '../support/server.js';
+import { protocolSuite } from './protocol.suite.js';
+
+protocolSuite(filesystemProfile);

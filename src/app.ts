@@ -43,7 +43,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     forceCloseConnections: 'idle',
     // The router rejects undecodable URLs before any handler runs; answer in our error format.
     frameworkErrors: (err, request, reply) =>
-      sendError(request, reply, err.code === 'FST_ERR_BAD_URL' ? invalidPath('malformed percent-encoding') : err),
+      sendError(
+        request,
+        reply,
+        err.code === 'FST_ERR_BAD_URL' ? invalidPath('malformed percent-encoding') : err,
+      ),
   });
 
   // Upload bodies are files of any type: never parse them. Leaving the stream

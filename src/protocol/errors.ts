@@ -59,18 +59,32 @@ export function sendError(
   if (status >= 500) request.log.error({ err }, line);
   else request.log.debug({ status, reason: line }, 'request refused');
   if (status === 499) return reply; // the client is gone; nothing to send
-  // An unread request body: discard a small one so the connection can carry
-  // the next request, but close the connection rather than read gigabytes we
-  // are refusing anyway.
-  if (!request.raw.complete) {
-    if (unreadBodyIsLarge(request)) reply.header('connection', 'close');
-    else request.raw.resume();
-  }
+  if (!request.raw.complete) discardRest(request, reply);
   return reply
     .code(status)
     .header('content-type', 'text/plain; charset=utf-8')
     .header('x-exception', headerSafe(line))
     .send(line);
+}
+
+/** How long a refused upload may keep sending before its connection is cut. */
+const LINGER_MS = 5000;
+
+/**
+ * The body of a refused request is still arriving. The client only reads our
+ * answer after sending everything, so closing at once would reset the
+ * connection under it and it would never see why. Read and drop the rest:
+ * to the end for a small body (the connection stays usable), or for a few
+ * seconds with "Connection: close" for a large one (a "lingering close").
+ */
+function discardRest(request: FastifyRequest, reply: FastifyReply): void {
+  request.raw.resume();
+  if (!unreadBodyIsLarge(request)) return;
+  reply.header('connection', 'close');
+  reply.raw.once('finish', () => {
+    const socket = request.raw.socket;
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  });
 }
 
 function unreadBodyIsLarge(request: FastifyRequest): boolean {

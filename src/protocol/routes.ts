@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FileService } from '../dedup/service.js';
 import { AppError, invalidPath } from '../errors.js';
 import type { FileRecord } from '../metastore/port.js';
+import { uploadBody } from './body.js';
 import { sendError } from './errors.js';
 import {
   acceptsGzip,
@@ -111,7 +112,7 @@ export function registerFiletrackerRoutes(
       {
         path,
         version,
-        body: request.raw,
+        body: uploadBody(request.raw),
         encoding: bodyEncoding(request.headers),
         hints: contentHints(request.headers),
         declaredLength: declaredLength(request.headers),

@@ -40,7 +40,8 @@ function generated(size: number, seed = 1): { stream: Readable; sha256: () => st
 }
 
 let keyCounter = 0;
-const uniqueKey = () => `ab/cd/${Date.now().toString(16)}${(keyCounter++).toString(16).padStart(8, '0')}`;
+const uniqueKey = () =>
+  `ab/cd/${Date.now().toString(16)}${(keyCounter++).toString(16).padStart(8, '0')}`;
 
 /** The behaviour every BlobStore (filesystem, S3) must have. */
 export function blobStoreContract(name: string, open: () => Promise<BlobStoreHarness>): void {
@@ -66,7 +67,10 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
 
     it('stores an empty object', async () => {
       const key = uniqueKey();
-      expect(await h.store.put(key, Readable.from([]), { size: 0 })).toEqual({ created: true, size: 0 });
+      expect(await h.store.put(key, Readable.from([]), { size: 0 })).toEqual({
+        created: true,
+        size: 0,
+      });
       const got = await h.store.get(key);
       expect(got?.size).toBe(0);
       expect((await readAll(got?.body as Readable)).length).toBe(0);
@@ -174,7 +178,8 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
         await h.store.put(key, Readable.from([Buffer.alloc(i + 1)]), { size: i + 1 });
       }
       const listed: { key: string; size: number }[] = [];
-      for await (const item of h.store.list({ prefix: `${base}/` })) listed.push({ key: item.key, size: item.size });
+      for await (const item of h.store.list({ prefix: `${base}/` }))
+        listed.push({ key: item.key, size: item.size });
       listed.sort((a, b) => a.key.localeCompare(b.key));
       expect(listed).toEqual(keys.map((key, i) => ({ key, size: i + 1 })));
       const under: string[] = [];

@@ -25,7 +25,9 @@ describe('FilesystemBlobStore specifics', () => {
       const keys: string[] = [];
       for await (const item of store.list()) keys.push(item.key);
       expect(keys).toEqual(['ab/cd/x']);
-      await expect(store.put('../escape', Readable.from([Buffer.from('1')]))).rejects.toThrow(/unsafe blob key/);
+      await expect(store.put('../escape', Readable.from([Buffer.from('1')]))).rejects.toThrow(
+        /unsafe blob key/,
+      );
       await expect(store.get('.incoming/x')).rejects.toThrow(/unsafe blob key/);
     } finally {
       await dir.remove();

@@ -61,7 +61,9 @@ export function lockContract(name: string, open: () => Promise<LockHarness>): vo
     it('keeps shared holders out while exclusive is held', async () => {
       const k = key('xs');
       const w = await h.a.acquire(k, 'exclusive', opts);
-      await expect(h.b.acquire(k, 'shared', { timeoutMs: 150 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      await expect(h.b.acquire(k, 'shared', { timeoutMs: 150 })).rejects.toMatchObject({
+        code: 'LOCK_TIMEOUT',
+      });
       await w.release();
       await (await h.b.acquire(k, 'shared', opts)).release();
     });
@@ -77,7 +79,9 @@ export function lockContract(name: string, open: () => Promise<LockHarness>): vo
       const k = key('t');
       const held = await h.a.acquire(k, 'exclusive', opts);
       const started = Date.now();
-      await expect(h.b.acquire(k, 'exclusive', { timeoutMs: 200 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      await expect(h.b.acquire(k, 'exclusive', { timeoutMs: 200 })).rejects.toMatchObject({
+        code: 'LOCK_TIMEOUT',
+      });
       expect(Date.now() - started).toBeLessThan(2000);
       await held.release();
       await (await h.b.acquire(k, 'exclusive', opts)).release();
@@ -111,7 +115,9 @@ export function lockContract(name: string, open: () => Promise<LockHarness>): vo
       await l.release();
       const other = await h.b.acquire(k, 'exclusive', { timeoutMs: 200 });
       await l.release(); // must not release someone else's hold
-      await expect(h.a.acquire(k, 'exclusive', { timeoutMs: 100 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      await expect(h.a.acquire(k, 'exclusive', { timeoutMs: 100 })).rejects.toMatchObject({
+        code: 'LOCK_TIMEOUT',
+      });
       await other.release();
     });
 

@@ -12,7 +12,11 @@ export interface MetaStoreHarness {
 const h1 = '1'.repeat(64);
 const h2 = '2'.repeat(64);
 const h3 = '3'.repeat(64);
-const blob = (hash: string, logicalSize = 10, storedSize = 30) => ({ hash, logicalSize, storedSize });
+const blob = (hash: string, logicalSize = 10, storedSize = 30) => ({
+  hash,
+  logicalSize,
+  storedSize,
+});
 
 /** The behaviour every MetaStore (SQLite, PostgreSQL) must have. */
 export function metaStoreContract(name: string, harness: () => Promise<MetaStoreHarness>): void {
@@ -39,8 +43,20 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
     it('creates a file and its blob with refcount 1', async () => {
       const r = await m.putFile({ path: 'a/b', version: 100, blob: blob(h1, 11, 31), now: 5000 });
       expect(r).toEqual({ applied: true, version: 100 });
-      expect(await m.getFile('a/b')).toEqual({ path: 'a/b', hash: h1, version: 100, logicalSize: 11, storedSize: 31 });
-      expect(await m.getBlob(h1)).toEqual({ hash: h1, refcount: 1, logicalSize: 11, storedSize: 31, zeroSince: null });
+      expect(await m.getFile('a/b')).toEqual({
+        path: 'a/b',
+        hash: h1,
+        version: 100,
+        logicalSize: 11,
+        storedSize: 31,
+      });
+      expect(await m.getBlob(h1)).toEqual({
+        hash: h1,
+        refcount: 1,
+        logicalSize: 11,
+        storedSize: 31,
+        zeroSince: null,
+      });
     });
 
     it('keeps a newer version and reports it; an equal or newer version overwrites', async () => {
@@ -84,7 +100,10 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
       expect((await m.getBlob(h1))?.refcount).toBe(3);
       await m.putFile({ path: 'x2', version: 2, blob: blob(h3), now: 1 });
       expect((await m.getBlob(h1))?.refcount).toBe(2);
-      expect(await m.deleteFile({ path: 'x1', version: 5, now: 7 })).toEqual({ outcome: 'deleted', version: 1 });
+      expect(await m.deleteFile({ path: 'x1', version: 5, now: 7 })).toEqual({
+        outcome: 'deleted',
+        version: 1,
+      });
       expect(await m.getBlob(h1)).toMatchObject({ refcount: 1, zeroSince: null });
       await m.deleteFile({ path: 'x3', version: 5, now: 8 });
       expect(await m.getBlob(h1)).toMatchObject({ refcount: 0, zeroSince: 8 });
@@ -100,11 +119,19 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
     });
 
     it('deletes by version rules', async () => {
-      expect(await m.deleteFile({ path: 'none', version: 1, now: 1 })).toEqual({ outcome: 'absent' });
+      expect(await m.deleteFile({ path: 'none', version: 1, now: 1 })).toEqual({
+        outcome: 'absent',
+      });
       await m.putFile({ path: 'd', version: 50, blob: blob(h1), now: 1 });
-      expect(await m.deleteFile({ path: 'd', version: 49, now: 2 })).toEqual({ outcome: 'kept', version: 50 });
+      expect(await m.deleteFile({ path: 'd', version: 49, now: 2 })).toEqual({
+        outcome: 'kept',
+        version: 50,
+      });
       expect((await m.getFile('d'))?.version).toBe(50);
-      expect(await m.deleteFile({ path: 'd', version: 50, now: 3 })).toEqual({ outcome: 'deleted', version: 50 });
+      expect(await m.deleteFile({ path: 'd', version: 50, now: 3 })).toEqual({
+        outcome: 'deleted',
+        version: 50,
+      });
       expect(await m.getFile('d')).toBeNull();
     });
 
@@ -118,11 +145,31 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
     });
 
     it('lists a directory recursively, bytewise sorted, with an inclusive version cutoff', async () => {
-      const paths = ['dir/b', 'dir/a', 'dir/sub/c', 'dir/Z', 'dir/ż', 'dir/\u{1F600}', 'dir/\uFFFD', 'dirt/x', 'di', 'other/dir/y'];
-      for (const [i, path] of paths.entries()) await m.putFile({ path, version: 100 + i, blob: blob(h1), now: 1 });
+      const paths = [
+        'dir/b',
+        'dir/a',
+        'dir/sub/c',
+        'dir/Z',
+        'dir/ż',
+        'dir/\u{1F600}',
+        'dir/\uFFFD',
+        'dirt/x',
+        'di',
+        'other/dir/y',
+      ];
+      for (const [i, path] of paths.entries())
+        await m.putFile({ path, version: 100 + i, blob: blob(h1), now: 1 });
       const all = await m.listFiles({ prefix: 'dir/', maxVersion: 1000, after: null, limit: 100 });
       // UTF-8 byte order: U+FFFD (EF BF BD) sorts before U+1F600 (F0 ...), unlike UTF-16 order.
-      expect(all).toEqual(['dir/Z', 'dir/a', 'dir/b', 'dir/sub/c', 'dir/ż', 'dir/\uFFFD', 'dir/\u{1F600}']);
+      expect(all).toEqual([
+        'dir/Z',
+        'dir/a',
+        'dir/b',
+        'dir/sub/c',
+        'dir/ż',
+        'dir/\uFFFD',
+        'dir/\u{1F600}',
+      ]);
       const cut = await m.listFiles({ prefix: 'dir/', maxVersion: 102, after: null, limit: 100 });
       expect(cut).toEqual(['dir/a', 'dir/b', 'dir/sub/c']);
       const root = await m.listFiles({ prefix: '', maxVersion: 1000, after: null, limit: 100 });
@@ -130,20 +177,32 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
     });
 
     it('treats LIKE wildcards in directory names literally', async () => {
-      for (const path of ['a%/x', 'ab/y', 'a_/z', 'aX/w']) await m.putFile({ path, version: 1, blob: blob(h1), now: 1 });
-      expect(await m.listFiles({ prefix: 'a%/', maxVersion: 9, after: null, limit: 10 })).toEqual(['a%/x']);
-      expect(await m.listFiles({ prefix: 'a_/', maxVersion: 9, after: null, limit: 10 })).toEqual(['a_/z']);
+      for (const path of ['a%/x', 'ab/y', 'a_/z', 'aX/w'])
+        await m.putFile({ path, version: 1, blob: blob(h1), now: 1 });
+      expect(await m.listFiles({ prefix: 'a%/', maxVersion: 9, after: null, limit: 10 })).toEqual([
+        'a%/x',
+      ]);
+      expect(await m.listFiles({ prefix: 'a_/', maxVersion: 9, after: null, limit: 10 })).toEqual([
+        'a_/z',
+      ]);
     });
 
     it('is case-sensitive', async () => {
       await m.putFile({ path: 'Dir/x', version: 1, blob: blob(h1), now: 1 });
       expect(await m.getFile('dir/x')).toBeNull();
-      expect(await m.listFiles({ prefix: 'dir/', maxVersion: 9, after: null, limit: 10 })).toEqual([]);
+      expect(await m.listFiles({ prefix: 'dir/', maxVersion: 9, after: null, limit: 10 })).toEqual(
+        [],
+      );
     });
 
     it('pages with after/limit', async () => {
       for (let i = 0; i < 25; i++) {
-        await m.putFile({ path: `pg/${String(i).padStart(2, '0')}`, version: 1, blob: blob(h1), now: 1 });
+        await m.putFile({
+          path: `pg/${String(i).padStart(2, '0')}`,
+          version: 1,
+          blob: blob(h1),
+          now: 1,
+        });
       }
       const seen: string[] = [];
       let after: string | null = null;
@@ -153,7 +212,9 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
         if (page.length < 10) break;
         after = page[page.length - 1] ?? null;
       }
-      expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => `pg/${String(i).padStart(2, '0')}`));
+      expect(seen).toEqual(
+        Array.from({ length: 25 }, (_, i) => `pg/${String(i).padStart(2, '0')}`),
+      );
     });
 
     it('answers its health check', async () => {

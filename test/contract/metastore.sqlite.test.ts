@@ -22,7 +22,12 @@ describe('SqliteMetaStore specifics', () => {
     try {
       const path = join(dir.path, 'kv.db');
       const first = new SqliteMetaStore({ path });
-      await first.putFile({ path: 'x', version: 1, blob: { hash: 'a'.repeat(64), logicalSize: 1, storedSize: 2 }, now: 1 });
+      await first.putFile({
+        path: 'x',
+        version: 1,
+        blob: { hash: 'a'.repeat(64), logicalSize: 1, storedSize: 2 },
+        now: 1,
+      });
       await first.close();
       // Reopening keeps data (migrations are not re-run).
       const second = new SqliteMetaStore({ path });
@@ -45,7 +50,12 @@ describe('SqliteMetaStore specifics', () => {
       const other = new Database(path);
       other.exec('BEGIN EXCLUSIVE');
       await expect(
-        store.putFile({ path: 'x', version: 1, blob: { hash: 'a'.repeat(64), logicalSize: 1, storedSize: 2 }, now: 1 }),
+        store.putFile({
+          path: 'x',
+          version: 1,
+          blob: { hash: 'a'.repeat(64), logicalSize: 1, storedSize: 2 },
+          now: 1,
+        }),
       ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
       other.exec('ROLLBACK');
       other.close();

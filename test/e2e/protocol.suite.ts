@@ -3,14 +3,26 @@ import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatVersion } from '../../src/protocol/versions.js';
-import { digestOf, http, pyClient, pyParseLastModified, pyQuote, pyVersionQuery, rawHttp } from '../support/http.js';
+import {
+  digestOf,
+  http,
+  pyClient,
+  pyParseLastModified,
+  pyQuote,
+  pyVersionQuery,
+  rawHttp,
+} from '../support/http.js';
 import { type BackendProfile, startTestServer, type TestServer } from '../support/server.js';
 
 const V = 1234567890; // Fri, 13 Feb 2009 23:31:30 -0000
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const q = (version: number) => `?${pyVersionQuery(version)}`;
 
-function expectError(res: { status: number; headers: Record<string, string>; body: Buffer }, status: number, message?: RegExp) {
+function expectError(
+  res: { status: number; headers: Record<string, string>; body: Buffer },
+  status: number,
+  message?: RegExp,
+) {
   expect(res.status).toBe(status);
   expect(res.headers['content-type']).toMatch(/^text\/plain/);
   const text = res.body.toString();
@@ -80,7 +92,13 @@ export function protocolSuite(profile: BackendProfile): void {
         const head = await pyClient.head(base(), name);
         expect(head.status).toBe(200);
         expect(head.body.length).toBe(0);
-        for (const h of ['content-type', 'content-encoding', 'content-length', 'last-modified', 'logical-size']) {
+        for (const h of [
+          'content-type',
+          'content-encoding',
+          'content-length',
+          'last-modified',
+          'logical-size',
+        ]) {
           expect(head.headers[h], h).toBe(get.headers[h]);
         }
         const missing = await pyClient.head(base(), `/${dir}/head/missing`);
@@ -104,7 +122,9 @@ export function protocolSuite(profile: BackendProfile): void {
         const body = Readable.from([content.subarray(0, 100_000), content.subarray(100_000)]);
         const put = await http(`${base()}/files/${dir}/chunked${q(V)}`, { method: 'PUT', body });
         expect(put.status).toBe(200);
-        const got = await http(`${base()}/files/${dir}/chunked`, { headers: { 'accept-encoding': 'identity' } });
+        const got = await http(`${base()}/files/${dir}/chunked`, {
+          headers: { 'accept-encoding': 'identity' },
+        });
         expect(digestOf(got.body)).toBe(digestOf(content));
       });
 
@@ -127,17 +147,24 @@ export function protocolSuite(profile: BackendProfile): void {
         const content = Buffer.from('plain please '.repeat(300));
         await http(`${base()}/files/${name}${q(V)}`, { method: 'PUT', body: content });
         for (const accept of ['identity', 'gzip;q=0', 'gzip;q=0, identity;q=1']) {
-          const got = await http(`${base()}/files/${name}`, { headers: { 'accept-encoding': accept } });
+          const got = await http(`${base()}/files/${name}`, {
+            headers: { 'accept-encoding': accept },
+          });
           expect(got.status).toBe(200);
           expect(got.headers['content-encoding']).toBeUndefined();
           expect(got.headers['content-length']).toBe(String(content.length));
           expect(got.headers['logical-size']).toBe(String(content.length));
           expect(got.body).toEqual(content);
-          const head = await http(`${base()}/files/${name}`, { method: 'HEAD', headers: { 'accept-encoding': accept } });
+          const head = await http(`${base()}/files/${name}`, {
+            method: 'HEAD',
+            headers: { 'accept-encoding': accept },
+          });
           expect(head.headers['content-length']).toBe(String(content.length));
           expect(head.headers['content-encoding']).toBeUndefined();
         }
-        const gz = await http(`${base()}/files/${name}`, { headers: { 'accept-encoding': 'gzip' } });
+        const gz = await http(`${base()}/files/${name}`, {
+          headers: { 'accept-encoding': 'gzip' },
+        });
         expect(gz.headers['content-encoding']).toBe('gzip');
       });
 
@@ -147,8 +174,12 @@ export function protocolSuite(profile: BackendProfile): void {
         const got = await pyClient.get(base(), name);
         expect(got.headers['logical-size']).toBe('0');
         expect(got.content.length).toBe(0);
-        expect((await http(`${base()}/files${name}${q(V)}`, { method: 'PUT', body: '' })).status).toBe(200);
-        const plain = await http(`${base()}/files${name}`, { headers: { 'accept-encoding': 'identity' } });
+        expect(
+          (await http(`${base()}/files${name}${q(V)}`, { method: 'PUT', body: '' })).status,
+        ).toBe(200);
+        const plain = await http(`${base()}/files${name}`, {
+          headers: { 'accept-encoding': 'identity' },
+        });
         expect(plain.headers['content-length']).toBe('0');
       });
 
@@ -198,15 +229,25 @@ export function protocolSuite(profile: BackendProfile): void {
         const name = `/${dir}/versions/ancient`;
         const put = await pyClient.put(base(), name, Buffer.from('old times'), -86400 * 365);
         expect(put.headers['last-modified']).toBe('Wed, 01 Jan 1969 00:00:00 -0000');
-        expect((await pyClient.head(base(), name)).headers['last-modified']).toBe('Wed, 01 Jan 1969 00:00:00 -0000');
+        expect((await pyClient.head(base(), name)).headers['last-modified']).toBe(
+          'Wed, 01 Jan 1969 00:00:00 -0000',
+        );
       });
 
       it('PUT and DELETE without last_modified, or with an unparsable one, are 400', async () => {
         const url = `${base()}/files/${dir}/versions/bad`;
         expectError(await http(url, { method: 'PUT', body: 'x' }), 400, /Missing last_modified/);
-        expectError(await http(`${url}?last_modified=yesterday`, { method: 'PUT', body: 'x' }), 400, /Invalid last_modified/);
+        expectError(
+          await http(`${url}?last_modified=yesterday`, { method: 'PUT', body: 'x' }),
+          400,
+          /Invalid last_modified/,
+        );
         expectError(await http(url, { method: 'DELETE' }), 400, /Missing last_modified/);
-        expectError(await http(`${url}?last_modified=13-02-2009`, { method: 'DELETE' }), 400, /Invalid last_modified/);
+        expectError(
+          await http(`${url}?last_modified=13-02-2009`, { method: 'DELETE' }),
+          400,
+          /Invalid last_modified/,
+        );
         expect((await http(url)).status).toBe(404);
       });
 
@@ -236,7 +277,8 @@ export function protocolSuite(profile: BackendProfile): void {
           ['sub/deeper/d.txt', V + 3],
           ['żółw.txt', V + 4],
         ];
-        for (const [f, v] of files) await http(`${base()}/files/${d}/${pyQuote(f)}${q(v)}`, { method: 'PUT', body: f });
+        for (const [f, v] of files)
+          await http(`${base()}/files/${d}/${pyQuote(f)}${q(v)}`, { method: 'PUT', body: f });
         await http(`${base()}/files/${dir}/listing-neighbour${q(V)}`, { method: 'PUT', body: 'x' });
         await http(`${base()}/files/${dir}/li/x${q(V)}`, { method: 'PUT', body: 'x' });
 
@@ -246,12 +288,18 @@ export function protocolSuite(profile: BackendProfile): void {
         expect(all.body.toString()).toBe('a.txt\nb.txt\nsub/c.txt\nsub/deeper/d.txt\nżółw.txt\n');
 
         // Inclusive: a file whose version equals the cutoff is listed.
-        expect((await http(`${base()}/list/${d}${q(V + 2)}`)).body.toString()).toBe('a.txt\nb.txt\nsub/c.txt\n');
-        expect((await http(`${base()}/list/${d}/sub${q(V + 100)}`)).body.toString()).toBe('c.txt\ndeeper/d.txt\n');
+        expect((await http(`${base()}/list/${d}${q(V + 2)}`)).body.toString()).toBe(
+          'a.txt\nb.txt\nsub/c.txt\n',
+        );
+        expect((await http(`${base()}/list/${d}/sub${q(V + 100)}`)).body.toString()).toBe(
+          'c.txt\ndeeper/d.txt\n',
+        );
 
         // dir, /dir and dir/ are the same directory.
         for (const form of [`/list/${d}/`, `/list//${d}`, `/list/${d}//`]) {
-          expect((await http(`${base()}${form}${q(V + 100)}`)).body.toString(), form).toBe(all.body.toString());
+          expect((await http(`${base()}${form}${q(V + 100)}`)).body.toString(), form).toBe(
+            all.body.toString(),
+          );
         }
         // A prefix of a directory name is not that directory.
         expect((await http(`${base()}/list/${dir}/li${q(V + 100)}`)).body.toString()).toBe('x\n');
@@ -276,7 +324,9 @@ export function protocolSuite(profile: BackendProfile): void {
         const lines = res.body.toString().split('\n');
         expect(lines.pop()).toBe('');
         expect(lines).toContain(`${dir}/list/sub/c.txt`);
-        expect([...lines].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))).toEqual(lines);
+        expect([...lines].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))).toEqual(
+          lines,
+        );
         expect((await http(`${base()}/list${q(V + 100)}`)).body).toEqual(res.body);
       });
 
@@ -294,10 +344,18 @@ export function protocolSuite(profile: BackendProfile): void {
       it('refuses invalid paths with 400 and stores nothing', async () => {
         for (const bad of ['a//b', 'a/../b', 'a/./b', 'a/%2E%2E/b', 'bad%zz', 'nul%00byte']) {
           const path = `${prefix}/files/${dir}/${bad}${q(V)}`;
-          expectError(await rawHttp(srv.url, path, { method: 'PUT', body: 'x' }), 400, /Invalid path/);
+          expectError(
+            await rawHttp(srv.url, path, { method: 'PUT', body: 'x' }),
+            400,
+            /Invalid path/,
+          );
         }
         expect((await http(`${base()}/list/${dir}/a${q(V)}`)).body.length).toBe(0);
-        expectError(await http(`${base()}/files/${'x'.repeat(1025)}${q(V)}`, { method: 'PUT', body: 'x' }), 400, /1024/);
+        expectError(
+          await http(`${base()}/files/${'x'.repeat(1025)}${q(V)}`, { method: 'PUT', body: 'x' }),
+          400,
+          /1024/,
+        );
       });
 
       it('answers 405 with Allow for a wrong method, and 404 for an unknown route', async () => {

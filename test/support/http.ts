@@ -51,7 +51,8 @@ export async function rawHttp(
     });
     const body = Buffer.from(await res.body.arrayBuffer());
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(res.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
+    for (const [k, v] of Object.entries(res.headers))
+      headers[k] = Array.isArray(v) ? v.join(', ') : String(v ?? '');
     return { status: res.statusCode, headers, body };
   } finally {
     await client.close();

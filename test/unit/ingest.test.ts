@@ -1,0 +1,174 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { type IngestSpec, ingest } from '../../src/dedup/ingest.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const MiB = 1024 * 1024;
+
+function spec(over: Partial<IngestSpec> = {}): IngestSpec {
+  return {
+    encoding: 'identity',
+    hints: {},
+    verify: true,
+    maxLogicalSize: 100 * MiB,
+    gzipLevel: 6,
+    ...over,
+  };
+}
+
+/** Collects what ingest writes to its sink. */
+function collector(): { sink: PassThrough; bytes: () => Buffer } {
+  const chunks: Buffer[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (c: Buffer) => chunks.push(c));
+  return { sink, bytes: () => Buffer.concat(chunks) };
+}
+
+/** Yields `repeat` copies of `chunk`, counting how many bytes the consumer actually pulled. */
+function counted(chunk: Buffer, repeat: number): { stream: Readable; pulled: () => number } {
+  let pulled = 0;
+  let left = repeat;
+  const stream = new Readable({
+    read() {
+      if (left-- <= 0) return void this.push(null);
+      pulled += chunk.length;
+      this.push(chunk);
+    },
+  });
+  return { stream, pulled: () => pulled };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err);
+  }
+  return 'resolved';
+}
+
+describe('ingest', () => {
+  it('measures a raw body and stores its gzip', async () => {
+    const content = randomBytes(200_000);
+    const out = collector();
+    const m = await ingest(
+      Readable.from([content]),
+      spec({ hints: { sha256: sha(content), logicalSize: content.length } }),
+      out.sink,
+    );
+    expect(m.sha256).toBe(sha(content));
+    expect(m.logicalSize).toBe(content.length);
+    expect(m.storedSize).toBe(out.bytes().length);
+    expect(gunzipSync(out.bytes()).equals(content)).toBe(true);
+  });
+
+  it('stores a gzip body byte for byte', async () => {
+    const content = Buffer.from('text '.repeat(10_000));
+    const gz = gzipSync(content, { level: 9 });
+    const out = collector();
+    const m = await ingest(
+      Readable.from([gz.subarray(0, 7), gz.subarray(7)]),
+      spec({ encoding: 'gzip' }),
+      out.sink,
+    );
+    expect(out.bytes().equals(gz)).toBe(true);
+    expect(m).toEqual({ sha256: sha(content), logicalSize: content.length, storedSize: gz.length });
+  });
+
+  it('accepts a multi-member gzip body', async () => {
+    const a = Buffer.from('first part ');
+    const b = Buffer.from('second part');
+    const m = await ingest(
+      Readable.from([Buffer.concat([gzipSync(a), gzipSync(b)])]),
+      spec({ encoding: 'gzip' }),
+      null,
+    );
+    expect(m.sha256).toBe(sha(Buffer.concat([a, b])));
+  });
+
+  it('rejects a lying checksum or size, for raw and gzip bodies', async () => {
+    const content = Buffer.from('the real content');
+    for (const encoding of ['identity', 'gzip'] as const) {
+      const body = () => Readable.from([encoding === 'gzip' ? gzipSync(content) : content]);
+      expect(
+        await code(
+          ingest(body(), spec({ encoding, hints: { sha256: sha(Buffer.from('other')) } }), null),
+        ),
+      ).toBe('CHECKSUM_MISMATCH');
+      expect(
+        await code(
+          ingest(body(), spec({ encoding, hints: { logicalSize: content.length + 1 } }), null),
+        ),
+      ).toBe('SIZE_MISMATCH');
+      expect(
+        await code(
+          ingest(body(), spec({ encoding, hints: { logicalSize: content.length - 1 } }), null),
+        ),
+      ).toBe('SIZE_MISMATCH');
+    }
+  });
+
+  it('stops reading as soon as the content outgrows its declared size', async () => {
+    const src = counted(Buffer.alloc(64 * 1024, 1), 1000);
+    expect(await code(ingest(src.stream, spec({ hints: { logicalSize: 100_000 } }), null))).toBe(
+      'SIZE_MISMATCH',
+    );
+    expect(src.pulled()).toBeLessThan(1 * MiB);
+  });
+
+  it.each([
+    ['not gzip at all', Buffer.from('plain text, labelled gzip')],
+    ['truncated', gzipSync(Buffer.from('abc'.repeat(1000))).subarray(0, 30)],
+    ['trailing garbage', Buffer.concat([gzipSync(Buffer.from('x')), Buffer.from('junk')])],
+    ['trailing zeros', Buffer.concat([gzipSync(Buffer.from('x')), Buffer.alloc(16)])],
+    ['empty', Buffer.alloc(0)],
+  ])('rejects a gzip body that is %s', async (_name, body) => {
+    expect(
+      await code(ingest(Readable.from([body]), spec({ encoding: 'gzip' }), collector().sink)),
+    ).toBe('INVALID_GZIP');
+    expect(await code(ingest(Readable.from([body]), spec({ encoding: 'gzip' }), null))).toBe(
+      'INVALID_GZIP',
+    );
+  });
+
+  it('cuts off a gzip bomb instead of inflating it to the end', async () => {
+    // 100 gzip members of 64 MiB of zeros each: 6.4 GiB inflated from ~6 MB.
+    const member = gzipSync(Buffer.alloc(64 * MiB), { level: 9 });
+    const src = counted(member, 100);
+    expect(
+      await code(
+        ingest(src.stream, spec({ encoding: 'gzip', maxLogicalSize: 10 * MiB }), collector().sink),
+      ),
+    ).toBe('TOO_LARGE');
+    // Only the first member (and what was buffered behind it) was read.
+    expect(src.pulled()).toBeLessThan(5 * member.length);
+  });
+
+  it('refuses a raw body past the limit', async () => {
+    const src = counted(Buffer.alloc(64 * 1024), 100);
+    expect(await code(ingest(src.stream, spec({ maxLogicalSize: MiB }), null))).toBe('TOO_LARGE');
+    expect(src.pulled()).toBeLessThan(2 * MiB);
+  });
+
+  it('with trusted hints stores gzip without inflating it', async () => {
+    const bytes = Buffer.from('not even gzip, but trusted');
+    const out = collector();
+    const hints = { sha256: 'a'.repeat(64), logicalSize: 5 };
+    const m = await ingest(
+      Readable.from([bytes]),
+      spec({ encoding: 'gzip', verify: false, hints }),
+      out.sink,
+    );
+    expect(m).toEqual({ sha256: hints.sha256, logicalSize: 5, storedSize: bytes.length });
+    expect(out.bytes().equals(bytes)).toBe(true);
+  });
+
+  it('reports a body that fails midway as the client going away', async () => {
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(1000));
+    setTimeout(() => body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 10);
+    expect(await code(ingest(body, spec(), collector().sink))).toBe('CLIENT_ABORTED');
+  });
+});

@@ -39,6 +39,12 @@ function generated(size: number, seed = 1): { stream: Readable; sha256: () => st
   return { stream, sha256: () => hash.digest('hex') };
 }
 
+async function mustGet(store: BlobStore, key: string) {
+  const reader = await store.get(key);
+  if (!reader) throw new Error(`expected ${key} to exist`);
+  return reader;
+}
+
 let keyCounter = 0;
 const uniqueKey = () =>
   `ab/cd/${Date.now().toString(16)}${(keyCounter++).toString(16).padStart(8, '0')}`;
@@ -59,9 +65,9 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       const data = randomBytes(10_000);
       const put = await h.store.put(key, Readable.from([data]), { size: data.length });
       expect(put).toEqual({ created: true, size: data.length });
-      const got = await h.store.get(key);
-      expect(got?.size).toBe(data.length);
-      expect(await readAll(got?.body as Readable)).toEqual(data);
+      const got = await mustGet(h.store, key);
+      expect(got.size).toBe(data.length);
+      expect(await readAll(got.body)).toEqual(data);
       expect((await h.store.stat(key))?.size).toBe(data.length);
     });
 
@@ -71,9 +77,9 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
         created: true,
         size: 0,
       });
-      const got = await h.store.get(key);
-      expect(got?.size).toBe(0);
-      expect((await readAll(got?.body as Readable)).length).toBe(0);
+      const got = await mustGet(h.store, key);
+      expect(got.size).toBe(0);
+      expect((await readAll(got.body)).length).toBe(0);
     });
 
     it('answers null for an absent key, from get and stat', async () => {
@@ -88,7 +94,7 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       const second = Buffer.from('other');
       const again = await h.store.put(key, Readable.from([second]), { size: second.length });
       expect(again).toEqual({ created: false, size: first.length });
-      expect(await readAll((await h.store.get(key))?.body as Readable)).toEqual(first);
+      expect(await readAll((await mustGet(h.store, key)).body)).toEqual(first);
       expect(await h.leftovers()).toEqual([]);
     });
 
@@ -100,7 +106,7 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       );
       const created = results.filter((r) => r.created);
       expect(created).toHaveLength(1);
-      const stored = await readAll((await h.store.get(key))?.body as Readable);
+      const stored = await readAll((await mustGet(h.store, key)).body);
       expect(bodies.some((b) => b.equals(stored))).toBe(true);
       for (const r of results) expect(r.size).toBe(stored.length);
       expect(await h.leftovers()).toEqual([]);
@@ -111,10 +117,10 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       const size = 24 * 1024 * 1024 + 123;
       const src = generated(size, 7);
       expect(await h.store.put(key, src.stream)).toEqual({ created: true, size });
-      const got = await h.store.get(key);
+      const got = await mustGet(h.store, key);
       const hash = createHash('sha256');
       let n = 0;
-      for await (const c of got?.body as Readable) {
+      for await (const c of got.body) {
         hash.update(c as Buffer);
         n += (c as Buffer).length;
       }

@@ -47,7 +47,11 @@ function put(srv: TestServer, path: string, content: Buffer, version: number, sh
   }
   if (shape.includes('hash') || shape.includes('hints')) headers['sha256-checksum'] = sha(content);
   if (shape.includes('hints')) headers['logical-size'] = String(content.length);
-  return http(`${srv.url}/files/${path}?${pyVersionQuery(version)}`, { method: 'PUT', headers, body });
+  return http(`${srv.url}/files/${path}?${pyVersionQuery(version)}`, {
+    method: 'PUT',
+    headers,
+    body,
+  });
 }
 
 const SHAPES: Shape[] = ['gzip+hints', 'raw+hash', 'raw', 'gzip'];
@@ -82,7 +86,9 @@ describe('concurrency', () => {
       for (const [i, res] of answers.entries()) {
         expect(res.status).toBe(200);
         // Each answer reports a version at least as new as its own request's.
-        expect(Date.parse(res.headers['last-modified'] ?? '') / 1000).toBeGreaterThanOrEqual(versions[i] as number);
+        expect(Date.parse(res.headers['last-modified'] ?? '') / 1000).toBeGreaterThanOrEqual(
+          versions[i] as number,
+        );
       }
       const got = await http(`${srv.url}/files/${path}`);
       expect(got.headers['last-modified']).toBe(formatVersion(highest));
@@ -94,17 +100,23 @@ describe('concurrency', () => {
   it('the same new content uploaded to many paths at once is stored once, with an exact count', async () => {
     const content = randomBytes(100_000);
     const paths = Array.from({ length: 24 }, (_, i) => `same-new/${i}`);
-    const answers = await Promise.all(paths.map((p, i) => put(srv, p, content, 1, SHAPES[i % SHAPES.length] as Shape)));
+    const answers = await Promise.all(
+      paths.map((p, i) => put(srv, p, content, 1, SHAPES[i % SHAPES.length] as Shape)),
+    );
     expect(answers.map((r) => r.status)).toEqual(paths.map(() => 200));
     const { blobs } = await dumpMetadata(srv.server.backends.meta);
     expect(blobs.find((b) => b.hash === sha(content))?.refcount).toBe(paths.length);
-    const objects = (await listObjects(srv.server.backends.blobs)).filter((k) => k.includes(sha(content)));
+    const objects = (await listObjects(srv.server.backends.blobs)).filter((k) =>
+      k.includes(sha(content)),
+    );
     expect(objects).toHaveLength(1);
     await invariantsHold();
   });
 
   it('concurrent PUT/DELETE of many paths sharing a few contents keeps counts exact', async () => {
-    const contents = Array.from({ length: 4 }, (_, i) => Buffer.from(`shared content ${i} `.repeat(300 * (i + 1))));
+    const contents = Array.from({ length: 4 }, (_, i) =>
+      Buffer.from(`shared content ${i} `.repeat(300 * (i + 1))),
+    );
     const paths = Array.from({ length: 30 }, (_, i) => `mixed/${i % 3}/${i}`);
     let x = 42;
     const rnd = (n: number) => {
@@ -115,7 +127,8 @@ describe('concurrency', () => {
       const path = paths[rnd(paths.length)] as string;
       const version = 1000 + rnd(50);
       if (rnd(3) === 0) {
-        return () => http(`${srv.url}/files/${path}?${pyVersionQuery(version)}`, { method: 'DELETE' });
+        return () =>
+          http(`${srv.url}/files/${path}?${pyVersionQuery(version)}`, { method: 'DELETE' });
       }
       const content = contents[rnd(contents.length)] as Buffer;
       return () => put(srv, path, content, version, SHAPES[rnd(SHAPES.length)] as Shape);

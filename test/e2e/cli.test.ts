@@ -1,0 +1,93 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VARIABLE_NAMES } from '../../src/config/schema.js';
+import { http, pyVersionQuery } from '../support/http.js';
+import { runCli, startServerProcess } from '../support/process.js';
+import { makeTempDir } from '../support/tmp.js';
+
+describe('s3dedup command line', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  let env: Record<string, string>;
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    env = {
+      STORAGE_PATH: join(dir.path, 'blobs'),
+      SQLITE_PATH: join(dir.path, 'kv.db'),
+      TEMP_DIR: join(dir.path, 'tmp'),
+    };
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+
+  it('--help lists the commands; server --help lists its options and every variable', async () => {
+    const top = await runCli(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.output).toMatch(/server/);
+    const server = await runCli(['server', '--help']);
+    expect(server.code).toBe(0);
+    expect(server.output).toMatch(/--config <file>/);
+    expect(server.output).toMatch(/--env/);
+    for (const name of VARIABLE_NAMES) expect(server.output).toContain(name);
+  });
+
+  it('exits non-zero with a message naming the variable on bad configuration', async () => {
+    const bad = await runCli(['server'], { ...env, LISTEN_PORT: 'http' });
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(/LISTEN_PORT must be a whole number from 0 to 65535 \(got "http"\)/);
+    const unknown = await runCli(['serve']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.output).toMatch(/unknown command/);
+    const both = await runCli(['server', '--env', '--config', 'x.json']);
+    expect(both.code).toBe(2);
+  });
+
+  it('reads --config FILE, with the environment overriding it', async () => {
+    const file = join(dir.path, 'config.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...env, LISTEN_PORT: 1, LOG_JSON: true, BUCKET_NAME: 'from-file' }),
+    );
+    const server = await startServerProcess({ LISTEN_PORT: '0' }, ['server', '--config', file]);
+    try {
+      expect((await http(`${server.url}/version`)).status).toBe(200);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('on SIGTERM finishes the in-flight upload, refuses new connections and exits 0', async () => {
+    const server = await startServerProcess(env);
+    const content = Buffer.alloc(256 * 1024, 7);
+    // An upload that is still sending when SIGTERM arrives.
+    let sendRest: (() => void) | undefined;
+    const body = Readable.from(
+      (async function* () {
+        yield content.subarray(0, 1024);
+        await new Promise<void>((resolve) => {
+          sendRest = resolve;
+        });
+        yield content.subarray(1024);
+      })(),
+    );
+    const upload = request(`${server.url}/files/inflight?${pyVersionQuery(1)}`, {
+      method: 'PUT',
+      body,
+    });
+    while (!sendRest) await sleep(10);
+    await sleep(100);
+    const exited = server.stop('SIGTERM');
+    await sleep(200);
+    await expect(http(`${server.url}/version`)).rejects.toThrow();
+    sendRest();
+    const res = await upload;
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(await exited).toBe(0);
+    expect(server.output()).toMatch(/shutting down/);
+  });
+});

@@ -3,7 +3,9 @@ import { buildApp } from './app.js';
 import { type Backends, openBackends } from './backends.js';
 import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
+import { SPILL_KIND } from './dedup/spill.js';
 import type { Logger } from './observability/logger.js';
+import { removeOrphanedTempFiles } from './tempfiles.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -31,6 +33,9 @@ export function createService(config: Config, backends: Backends, logger: Logger
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const orphans = await removeOrphanedTempFiles(config.TEMP_DIR, SPILL_KIND);
+  if (orphans > 0)
+    logger.info({ orphans, dir: config.TEMP_DIR }, 'removed spill files left by a crashed process');
   const backends = await openBackends(config, logger);
   const app = buildApp({
     service: createService(config, backends, logger),

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { constants, type Dirent } from 'node:fs';
-import { access, link, mkdir, open, opendir, readdir, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, opendir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, backendUnavailable } from '../errors.js';
+import { removeOrphanedTempFiles, tempName } from '../tempfiles.js';
 import type {
   BlobInfo,
   BlobListing,
@@ -16,8 +16,6 @@ import type {
 
 /** Folder under the root for files being written; outside the key layout, so the cleaner never sees it. */
 const INCOMING = '.incoming';
-/** A temporary file this old belongs to a crashed process. */
-const STALE_INCOMING_MS = 60 * 60 * 1000;
 const READ_CHUNK = 256 * 1024;
 
 const SAFE_KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
@@ -40,7 +38,8 @@ export class FilesystemBlobStore implements BlobStore {
   static async open(root: string): Promise<FilesystemBlobStore> {
     const store = new FilesystemBlobStore(root);
     await mkdir(store.incoming, { recursive: true });
-    await store.sweepIncoming();
+    // Partial writes of a process that crashed mid-upload.
+    await removeOrphanedTempFiles(store.incoming, 'incoming');
     return store;
   }
 
@@ -57,7 +56,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
     const final = this.pathOf(key);
-    const temp = join(this.incoming, `${process.pid}-${randomUUID()}`);
+    const temp = join(this.incoming, tempName('incoming'));
     try {
       const size = await writeDurably(temp, body, options.signal);
       await options.beforeCommit?.();
@@ -160,15 +159,6 @@ export class FilesystemBlobStore implements BlobStore {
     if (this.knownDirs.has(dir)) return;
     await mkdir(dir, { recursive: true });
     this.knownDirs.add(dir);
-  }
-
-  private async sweepIncoming(): Promise<void> {
-    const cutoff = Date.now() - STALE_INCOMING_MS;
-    for (const name of await readdir(this.incoming)) {
-      const path = join(this.incoming, name);
-      const s = await stat(path).catch(() => null);
-      if (s && s.mtimeMs < cutoff) await unlink(path).catch(() => {});
-    }
   }
 }
 

@@ -1,10 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { tempName } from '../tempfiles.js';
 
 const READ_CHUNK = 256 * 1024;
+/** Prefix of spill file names (see src/tempfiles.ts). */
+export const SPILL_KIND = 'spill';
 
 /**
  * Holds an upload whose hash is not known until its last byte: up to
@@ -56,7 +58,7 @@ export class SpillBuffer extends Writable {
     if (this.disposed) throw new Error('spill buffer disposed');
     if (this.file === null) {
       await mkdir(this.dir, { recursive: true });
-      this.filePath = join(this.dir, `spill-${process.pid}-${randomUUID()}`);
+      this.filePath = join(this.dir, tempName(SPILL_KIND));
       this.file = await open(this.filePath, 'wx', 0o600);
       if (this.chunks.length > 0) await this.file.writev(this.chunks);
       this.chunks = [];

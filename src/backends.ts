@@ -1,6 +1,8 @@
 import { FilesystemBlobStore } from './blobstore/filesystem.js';
 import type { BlobStore } from './blobstore/port.js';
+import { S3BlobStore } from './blobstore/s3.js';
 import type { Config } from './config/schema.js';
+import { maxStoredSize } from './dedup/ingest.js';
 import { MemoryLockManager } from './locks/memory.js';
 import type { LockManager } from './locks/port.js';
 import type { MetaStore } from './metastore/port.js';
@@ -27,7 +29,7 @@ export async function openBackends(config: Config, logger: Logger): Promise<Back
   try {
     const meta = openMeta(config);
     opened.push(meta);
-    const blobs = await openBlobs(config);
+    const blobs = await openBlobs(config, logger);
     opened.push(blobs);
     const locks = openLocks(config);
     opened.push(locks);
@@ -43,9 +45,33 @@ function openMeta(config: Config): MetaStore {
   throw new UnsupportedBackendError('KVSTORAGE_TYPE=postgres is not available in this build yet');
 }
 
-async function openBlobs(config: Config): Promise<BlobStore> {
+async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
   if (config.STORAGE_TYPE === 'filesystem') return FilesystemBlobStore.open(config.STORAGE_PATH);
-  throw new UnsupportedBackendError('STORAGE_TYPE=s3 is not available in this build yet');
+  // loadConfig guarantees these are set when STORAGE_TYPE=s3.
+  const required = (name: 'S3_ENDPOINT' | 'S3_ACCESS_KEY' | 'S3_SECRET_KEY') => {
+    const value = config[name];
+    if (value === undefined)
+      throw new UnsupportedBackendError(`${name} is required when STORAGE_TYPE=s3`);
+    return value;
+  };
+  return S3BlobStore.open({
+    endpoint: required('S3_ENDPOINT'),
+    accessKeyId: required('S3_ACCESS_KEY'),
+    secretAccessKey: required('S3_SECRET_KEY'),
+    region: config.S3_REGION,
+    forcePathStyle: config.S3_FORCE_PATH_STYLE,
+    bucket: config.BUCKET_NAME,
+    partSize: config.S3_PART_SIZE,
+    partsPerUpload: config.S3_PARTS_PER_UPLOAD,
+    uploadBuffer: config.S3_UPLOAD_BUFFER,
+    maxObjectSize: maxStoredSize(config.MAX_UPLOAD_SIZE),
+    connectTimeoutMs: config.S3_CONNECT_TIMEOUT * 1000,
+    requestTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
+    idleTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
+    maxSockets: config.S3_MAX_SOCKETS,
+    maxAttempts: 3,
+    logger,
+  });
 }
 
 function openLocks(config: Config): LockManager {

@@ -245,6 +245,28 @@ export const VARIABLES = {
     default: 120,
     doc: 'seconds a connection may stay silent mid-request before it is closed',
   },
+  S3_PART_SIZE: {
+    schema: integer(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024),
+    default: 8 * 1024 * 1024,
+    doc: 'bytes per multipart part (raised automatically if MAX_UPLOAD_SIZE needs more than 10,000 parts)',
+  },
+  S3_PARTS_PER_UPLOAD: {
+    schema: integer(1, 64),
+    default: 4,
+    doc: 'parts of one upload sent to S3 at the same time',
+  },
+  S3_UPLOAD_BUFFER: {
+    schema: integer(5 * 1024 * 1024, Number.MAX_SAFE_INTEGER),
+    default: 128 * 1024 * 1024,
+    doc: 'bytes of all uploads held in memory at once; beyond it uploads wait and their clients are paused',
+  },
+  S3_REQUEST_TIMEOUT: {
+    schema: seconds(0.1, 3600),
+    default: 30,
+    doc: 'seconds an S3 request may take to answer, and an S3 connection may stay silent',
+  },
+  S3_CONNECT_TIMEOUT: { schema: seconds(0.1, 600), default: 5, doc: 'seconds to connect to S3' },
+  S3_MAX_SOCKETS: { schema: integer(1, 10000), default: 64, doc: 'connections to S3 at most' },
   SHUTDOWN_TIMEOUT: {
     schema: seconds(0, 3600),
     default: 30,

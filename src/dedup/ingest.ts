@@ -16,6 +16,15 @@ const ZLIB_CHUNK = 256 * 1024;
 
 export type BodyEncoding = 'gzip' | 'identity';
 
+/**
+ * The most stored (gzip) bytes an upload within `maxLogicalSize` can have:
+ * gzip of incompressible data is slightly larger than the data; anything far
+ * beyond that is not a legitimate upload.
+ */
+export function maxStoredSize(maxLogicalSize: number): number {
+  return maxLogicalSize + Math.ceil(maxLogicalSize / 100) + 65536;
+}
+
 export interface ContentHints {
   /** SHA256-Checksum: hex SHA-256 of the uncompressed content. */
   sha256?: string | undefined;

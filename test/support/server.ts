@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import pino from 'pino';
+import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type RunningServer, startServer } from '../../src/server.js';
@@ -20,6 +21,33 @@ export const filesystemProfile: BackendProfile = {
   env: async (dir) => ({
     STORAGE_TYPE: 'filesystem',
     STORAGE_PATH: join(dir, 'blobs'),
+    KVSTORAGE_TYPE: 'sqlite',
+    SQLITE_PATH: join(dir, 'kv.db'),
+  }),
+};
+
+let buckets = 0;
+/** A bucket name no other test (or earlier run on the same cluster) uses. */
+export function uniqueBucket(): string {
+  return `t-${process.pid}-${Date.now().toString(36)}-${buckets++}`;
+}
+
+/** The S3 endpoint of the radosgw the global setup started. */
+export function s3Env(): Record<string, string> {
+  const s3 = inject('s3');
+  return {
+    STORAGE_TYPE: 's3',
+    S3_ENDPOINT: s3.endpoint,
+    S3_ACCESS_KEY: s3.accessKey,
+    S3_SECRET_KEY: s3.secretKey,
+    BUCKET_NAME: uniqueBucket(),
+  };
+}
+
+export const s3Profile: BackendProfile = {
+  name: 's3 (Ceph radosgw) + sqlite',
+  env: async (dir) => ({
+    ...s3Env(),
     KVSTORAGE_TYPE: 'sqlite',
     SQLITE_PATH: join(dir, 'kv.db'),
   }),

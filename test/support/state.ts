@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { BlobStore } from '../../src/blobstore/port.js';
+import { S3BlobStore } from '../../src/blobstore/s3.js';
 import { dumpMetadata } from './invariants.js';
 import type { TestServer } from './server.js';
 import { filesIn } from './tmp.js';

@@ -1,0 +1,562 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { AppError, backendUnavailable, internal } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type {
+  BlobInfo,
+  BlobListing,
+  BlobReader,
+  BlobStore,
+  PutOptions,
+  PutResult,
+} from './port.js';
+import { UploadBuffers } from './upload-buffers.js';
+
+/** S3's limit on the number of parts of one multipart upload. */
+const MAX_PARTS = 10_000;
+/** S3's minimum size of every part but the last. */
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+export interface S3StoreOptions {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  bucket: string;
+  /** Bytes per multipart part; raised if needed so `maxObjectSize` fits in 10,000 parts. */
+  partSize: number;
+  /** Parts of one upload sent at the same time. */
+  partsPerUpload: number;
+  /** Bytes of all uploads held in memory at once (see UploadBuffers). */
+  uploadBuffer: number;
+  /** The largest object we may be asked to store (stored, compressed bytes). */
+  maxObjectSize: number;
+  connectTimeoutMs: number;
+  /** Limit on one S3 request, from sending it to the response headers. */
+  requestTimeoutMs: number;
+  /** Limit on silence on an S3 connection, including while a body streams. */
+  idleTimeoutMs: number;
+  maxSockets: number;
+  maxAttempts: number;
+  logger: Logger;
+}
+
+/**
+ * The blob store on any S3-compatible server (AWS, MinIO, Ceph radosgw, Garage).
+ *
+ * Uploads: an object that fits in one part is buffered and sent with a single
+ * PutObject of known length; larger ones go as a multipart upload with at most
+ * `partsPerUpload` parts in flight, all part memory drawn from one budget
+ * (UploadBuffers). `beforeCommit` runs before the PutObject / the
+ * CompleteMultipartUpload, so content that fails verification never becomes
+ * visible. PutObject carries If-None-Match: * (never overwrite). Servers that
+ * ignore that header on CompleteMultipartUpload (Ceph 16 does) are covered by
+ * a HeadObject just before completing; callers that may race on one key
+ * serialize that step (the dedup core holds a `commit:<hash>` lock there).
+ */
+export class S3BlobStore implements BlobStore {
+  private readonly client: S3Client;
+  private readonly buffers: UploadBuffers;
+  readonly partSize: number;
+  /** Requests sent, by command name (tests and metrics read it). */
+  readonly requestCounts = new Map<string, number>();
+
+  private constructor(private readonly o: S3StoreOptions) {
+    const neededPart = Math.ceil(o.maxObjectSize / MAX_PARTS / (1024 * 1024)) * 1024 * 1024;
+    this.partSize = Math.max(o.partSize, MIN_PART_SIZE, neededPart);
+    if (this.partSize > o.partSize) {
+      o.logger.info(
+        { partSize: this.partSize },
+        'S3 part size raised so the largest upload fits in 10,000 parts',
+      );
+    }
+    this.buffers = new UploadBuffers(Math.max(o.uploadBuffer, this.partSize), this.partSize);
+    const agentOptions = { keepAlive: true, maxSockets: o.maxSockets };
+    this.client = new S3Client({
+      endpoint: o.endpoint,
+      region: o.region,
+      forcePathStyle: o.forcePathStyle,
+      credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
+      maxAttempts: o.maxAttempts,
+      // Newer SDKs send streamed bodies with aws-chunked encoding and a checksum
+      // trailer: radosgw answers 411 and some servers store the framing as data.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: o.connectTimeoutMs,
+        requestTimeout: o.requestTimeoutMs,
+        throwOnRequestTimeout: true,
+        socketTimeout: o.idleTimeoutMs,
+        httpAgent: new HttpAgent(agentOptions),
+        httpsAgent: new HttpsAgent(agentOptions),
+      }),
+    });
+    this.client.middlewareStack.add(
+      (next, context) => (args) => {
+        const name = context.commandName ?? 'unknown';
+        this.requestCounts.set(name, (this.requestCounts.get(name) ?? 0) + 1);
+        return next(args);
+      },
+      { step: 'initialize', name: 's3dedupRequestCounter' },
+    );
+  }
+
+  /** Connects, checks the credentials and creates the bucket if it is missing. */
+  static async open(options: S3StoreOptions, startupDeadlineMs = 30_000): Promise<S3BlobStore> {
+    const store = new S3BlobStore(options);
+    try {
+      await store.ensureBucket(startupDeadlineMs);
+    } catch (err) {
+      store.client.destroy();
+      throw err;
+    }
+    return store;
+  }
+
+  private async ensureBucket(deadlineMs: number): Promise<void> {
+    const { bucket, endpoint } = this.o;
+    const until = Date.now() + deadlineMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+        return;
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 404) break;
+        if (status === 403 || status === 401) {
+          throw new Error(
+            `S3 at ${endpoint} refused access to bucket "${bucket}" (HTTP ${status}): check S3_ACCESS_KEY and S3_SECRET_KEY, and that the bucket is yours`,
+          );
+        }
+        // Not reachable yet (a compose file starting everything at once): retry for a while.
+        if (Date.now() > until)
+          throw new Error(`S3 at ${endpoint} is not reachable: ${describe(err)}`);
+        this.o.logger.warn({ attempt, err: describe(err) }, 'S3 not reachable yet; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
+      }
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
+      this.o.logger.info({ bucket }, 'created the S3 bucket');
+    } catch (err) {
+      // Another instance created it first.
+      if ((err as { name?: string }).name !== 'BucketAlreadyOwnedByYou') {
+        throw new Error(`could not create S3 bucket "${bucket}": ${describe(err)}`);
+      }
+    }
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const { signal } = options;
+    // Reads of the body do not watch the signal themselves: destroying the body ends them.
+    const onAbort = () =>
+      body.destroy(Object.assign(new Error('upload aborted'), { name: 'AbortError' }));
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const reader = new PartReader(chunks);
+    try {
+      // A small object of known size reserves only its size, not a whole part.
+      const firstSize =
+        options.size !== undefined && options.size < this.partSize ? options.size : this.partSize;
+      const first = await this.buffers.take(firstSize, signal);
+      let handedOver = false;
+      try {
+        const firstLength = await reader.fill(first);
+        if (reader.ended) {
+          await options.beforeCommit?.();
+          handedOver = true;
+          return await this.putSingle(key, first, firstLength, signal);
+        }
+        // More than one buffer: a multipart upload (also when a declared size was too small).
+        handedOver = true;
+        return await this.putMultipart(key, reader, first, firstLength, options);
+      } finally {
+        if (!handedOver) this.buffers.release(first);
+      }
+    } catch (err) {
+      body.destroy();
+      throw this.mapError(err, `storing ${key}`);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Sends `buffer[0, length)` with one PutObject and returns the buffer to the budget. */
+  private async putSingle(
+    key: string,
+    buffer: Buffer,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<PutResult> {
+    const data = buffer.subarray(0, length);
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.o.bucket,
+          Key: key,
+          Body: data,
+          ContentLength: data.length,
+          ContentType: 'application/gzip',
+          IfNoneMatch: '*',
+        }),
+        { abortSignal: signal },
+      );
+      return { created: true, size: data.length };
+    } catch (err) {
+      if (statusOf(err) !== 412) throw err;
+      return { created: false, size: await this.existingSize(key) };
+    } finally {
+      this.buffers.release(buffer);
+    }
+  }
+
+  private async putMultipart(
+    key: string,
+    reader: PartReader,
+    first: Buffer,
+    firstLength: number,
+    options: PutOptions,
+  ): Promise<PutResult> {
+    const { signal } = options;
+    const bucket = this.o.bucket;
+    let uploadId: string | undefined;
+    const parts: { PartNumber: number; ETag: string }[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let total = 0;
+
+    const send = (partNumber: number, buffer: Buffer, length: number) => {
+      total += length;
+      const task = this.client
+        .send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: buffer.subarray(0, length),
+            ContentLength: length,
+          }),
+          { abortSignal: signal },
+        )
+        .then(
+          (res) => {
+            parts.push({ PartNumber: partNumber, ETag: res.ETag ?? '' });
+          },
+          (err: unknown) => {
+            failure ??= err;
+          },
+        )
+        .finally(() => {
+          this.buffers.release(buffer);
+          inFlight.delete(task);
+        });
+      inFlight.add(task);
+    };
+
+    try {
+      const created = await this.client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          ContentType: 'application/gzip',
+        }),
+        { abortSignal: signal },
+      );
+      uploadId = created.UploadId;
+      if (!uploadId) throw internal('S3 did not return an UploadId');
+    } catch (err) {
+      this.buffers.release(first);
+      throw err;
+    }
+
+    try {
+      send(1, first, firstLength);
+      for (let partNumber = 2; !reader.ended && failure === undefined; partNumber++) {
+        while (inFlight.size >= this.o.partsPerUpload) await Promise.race(inFlight);
+        if (failure !== undefined) break;
+        const buffer = await this.buffers.take(this.partSize, signal);
+        let length: number;
+        try {
+          length = await reader.fill(buffer);
+        } catch (err) {
+          this.buffers.release(buffer);
+          throw err;
+        }
+        if (length === 0) {
+          this.buffers.release(buffer);
+          break;
+        }
+        if (partNumber > MAX_PARTS) {
+          this.buffers.release(buffer);
+          throw internal(`object ${key} needs more than ${MAX_PARTS} parts`);
+        }
+        send(partNumber, buffer, length);
+      }
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+
+      await options.beforeCommit?.();
+      // Ceph 16 ignores If-None-Match on CompleteMultipartUpload; look first.
+      const existing = await this.stat(key, { signal });
+      if (existing) {
+        await this.abort(key, uploadId);
+        return { created: false, size: existing.size };
+      }
+      parts.sort((a, b) => a.PartNumber - b.PartNumber);
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+          IfNoneMatch: '*',
+        }),
+        { abortSignal: signal },
+      );
+      return { created: true, size: total };
+    } catch (err) {
+      // Wait for parts still in flight so their buffers return to the budget, then abort.
+      await Promise.allSettled([...inFlight]);
+      await this.abort(key, uploadId);
+      throw err;
+    }
+  }
+
+  private async abort(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.o.bucket, Key: key, UploadId: uploadId }),
+      );
+    } catch (err) {
+      // A leftover upload costs storage until the bucket's lifecycle rule or
+      // the cleaner removes it; it never becomes an object.
+      this.o.logger.warn(
+        { key, uploadId, err: describe(err) },
+        'could not abort a multipart upload',
+      );
+    }
+  }
+
+  private async existingSize(key: string): Promise<number> {
+    const info = await this.stat(key);
+    if (!info) throw backendUnavailable('storage', `${key} was reported to exist but is not there`);
+    return info.size;
+  }
+
+  async get(key: string, options: { signal?: AbortSignal } = {}): Promise<BlobReader | null> {
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.o.bucket, Key: key }),
+        {
+          abortSignal: options.signal,
+        },
+      );
+      const body = out.Body as Readable | undefined;
+      if (!body) throw internal(`S3 returned no body for ${key}`);
+      return { body, size: out.ContentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.mapError(err, `reading ${key}`);
+    }
+  }
+
+  async stat(key: string, options: { signal?: AbortSignal } = {}): Promise<BlobInfo | null> {
+    try {
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.o.bucket, Key: key }),
+        {
+          abortSignal: options.signal,
+        },
+      );
+      return { size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.mapError(err, `inspecting ${key}`);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.o.bucket, Key: key }));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.mapError(err, `deleting ${key}`);
+    }
+  }
+
+  async *list(options: { prefix?: string; signal?: AbortSignal } = {}): AsyncIterable<BlobListing> {
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.o.bucket,
+            Prefix: options.prefix,
+            ContinuationToken: token,
+          }),
+          { abortSignal: options.signal },
+        );
+      } catch (err) {
+        throw this.mapError(err, 'listing blobs');
+      }
+      for (const item of page.Contents ?? []) {
+        if (item.Key)
+          yield {
+            key: item.Key,
+            size: item.Size ?? 0,
+            lastModified: item.LastModified ?? new Date(0),
+          };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** Multipart uploads started and neither completed nor aborted (tests; the cleaner later). */
+  async *openUploads(
+    prefix?: string,
+  ): AsyncIterable<{ key: string; uploadId: string; initiated: Date }> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      let page: ListMultipartUploadsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.o.bucket,
+            Prefix: prefix,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        );
+      } catch (err) {
+        throw this.mapError(err, 'listing multipart uploads');
+      }
+      for (const u of page.Uploads ?? []) {
+        if (u.Key && u.UploadId)
+          yield { key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) };
+      }
+      if (!page.IsTruncated) return;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.o.bucket }));
+    } catch (err) {
+      throw this.mapError(err, 'checking the bucket');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  /** Bytes of uploads held in memory right now. */
+  get bufferedUploadBytes(): number {
+    return this.buffers.inUse;
+  }
+
+  /**
+   * S3 failures are the store being unavailable (503): unreachable, timing
+   * out, 5xx, throttled, or refusing our credentials. Never "absent".
+   * Our own errors (a checksum mismatch from beforeCommit, a client that went
+   * away) pass through unchanged.
+   */
+  private mapError(err: unknown, doing: string): unknown {
+    if (err instanceof AppError) return err;
+    const name = (err as { name?: string }).name;
+    if (name === 'AbortError') return err;
+    const status = statusOf(err);
+    if (
+      status !== undefined &&
+      status >= 400 &&
+      status < 500 &&
+      status !== 403 &&
+      status !== 408 &&
+      status !== 429
+    ) {
+      return internal(`S3 rejected ${doing}: ${describe(err)}`, err);
+    }
+    return backendUnavailable('storage', `${doing}: ${describe(err)}`, err);
+  }
+}
+
+/** Fills part buffers from a stream of chunks, carrying over what does not fit. */
+class PartReader {
+  private carry: Buffer | null = null;
+  ended = false;
+
+  constructor(private readonly chunks: AsyncIterator<Buffer>) {}
+
+  /** Copies bytes into `buffer` until it is full or the stream ends; returns how many. */
+  async fill(buffer: Buffer): Promise<number> {
+    let filled = 0;
+    while (filled < buffer.length) {
+      let chunk = this.carry;
+      this.carry = null;
+      if (!chunk) {
+        const next = await this.chunks.next();
+        if (next.done) {
+          this.ended = true;
+          break;
+        }
+        chunk = next.value;
+      }
+      const n = Math.min(chunk.length, buffer.length - filled);
+      chunk.copy(buffer, filled, 0, n);
+      filled += n;
+      if (n < chunk.length) this.carry = chunk.subarray(n);
+    }
+    // A full buffer with nothing carried over may still be the end: peek, so a
+    // body of exactly one part goes as a single PutObject.
+    if (!this.ended && this.carry === null && filled === buffer.length) {
+      const next = await this.chunks.next();
+      if (next.done) this.ended = true;
+      else this.carry = next.value;
+    }
+    return filled;
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  if (err instanceof S3ServiceException) return err.$metadata?.httpStatusCode;
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string }).name;
+  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
+}
+
+function describe(err: unknown): string {
+  const e = err as { name?: string; message?: string; code?: string };
+  const status = statusOf(err);
+  return [e.name, e.code, status ? `HTTP ${status}` : undefined, e.message]
+    .filter(Boolean)
+    .join(': ');
+}

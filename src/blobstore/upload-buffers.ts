@@ -1,0 +1,73 @@
+/**
+ * The memory budget for uploads to S3. Every byte of an upload that is held
+ * in memory (a part being filled or sent, or a small object before its single
+ * PutObject) is reserved here first; when the budget is spent, uploads wait
+ * for a reservation and therefore stop reading their request bodies, so the
+ * clients' sockets are paused (backpressure) instead of memory growing.
+ *
+ * A reservation always covers a whole unit of work (a full part, or a whole
+ * small object), so a holder never needs more budget to finish and release:
+ * no deadlock, whatever the number of concurrent uploads. Part-sized buffers
+ * are kept for reuse, which keeps the resident size steady instead of
+ * depending on when the garbage collector runs.
+ */
+export class UploadBuffers {
+  private available: number;
+  private readonly waiters: { bytes: number; grant: () => void }[] = [];
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly budget: number,
+    readonly partSize: number,
+  ) {
+    if (budget < partSize) throw new Error('the upload buffer budget must hold at least one part');
+    this.available = budget;
+  }
+
+  /** A buffer of exactly `bytes` (at most partSize) once the budget allows; `release` it when done. */
+  async take(bytes: number, signal?: AbortSignal): Promise<Buffer> {
+    if (bytes > this.partSize) throw new Error(`buffer of ${bytes} bytes is larger than a part`);
+    if (this.waiters.length > 0 || this.available < bytes) await this.wait(bytes, signal);
+    else this.available -= bytes;
+    if (bytes === this.partSize) return this.free.pop() ?? Buffer.allocUnsafeSlow(this.partSize);
+    return Buffer.allocUnsafe(bytes);
+  }
+
+  release(buffer: Buffer): void {
+    if (buffer.length === this.partSize && this.free.length * this.partSize < this.budget)
+      this.free.push(buffer);
+    this.available += buffer.length;
+    while (this.waiters.length > 0) {
+      const next = this.waiters[0];
+      if (!next || next.bytes > this.available) break;
+      this.waiters.shift();
+      this.available -= next.bytes;
+      next.grant();
+    }
+  }
+
+  private wait(bytes: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        bytes,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(signal?.reason ?? new Error('aborted'));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Bytes currently reserved (for tests and metrics). */
+  get inUse(): number {
+    return this.budget - this.available;
+  }
+}

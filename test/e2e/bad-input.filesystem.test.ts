@@ -1,0 +1,4 @@
+import { filesystemProfile } from '../support/server.js';
+import { badInputSuite } from './bad-input.suite.js';
+
+badInputSuite(filesystemProfile);

@@ -1,6 +1,5 @@
 import { FilesystemBlobStore } from './blobstore/filesystem.js';
 import type { BlobStore } from './blobstore/port.js';
-import { S3BlobStore } from './blobstore/s3.js';
 import type { Config } from './config/schema.js';
 import { maxStoredSize } from './dedup/ingest.js';
 import { MemoryLockManager } from './locks/memory.js';
@@ -54,6 +53,8 @@ async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
       throw new UnsupportedBackendError(`${name} is required when STORAGE_TYPE=s3`);
     return value;
   };
+  // Loaded only when used: the AWS SDK costs about 20 MB of resident memory.
+  const { S3BlobStore } = await import('./blobstore/s3.js');
   return S3BlobStore.open({
     endpoint: required('S3_ENDPOINT'),
     accessKeyId: required('S3_ACCESS_KEY'),

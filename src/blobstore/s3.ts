@@ -91,7 +91,11 @@ export class S3BlobStore implements BlobStore {
         'S3 part size raised so the largest upload fits in 10,000 parts',
       );
     }
-    this.buffers = new UploadBuffers(Math.max(o.uploadBuffer, this.partSize), this.partSize);
+    this.buffers = new UploadBuffers(
+      Math.max(o.uploadBuffer, this.partSize),
+      this.partSize,
+      o.partsPerUpload + 1,
+    );
     const agentOptions = { keepAlive: true, maxSockets: o.maxSockets };
     this.client = new S3Client({
       endpoint: o.endpoint,
@@ -137,9 +141,12 @@ export class S3BlobStore implements BlobStore {
   private async ensureBucket(deadlineMs: number): Promise<void> {
     const { bucket, endpoint } = this.o;
     const until = Date.now() + deadlineMs;
+    // Creating a bucket can take seconds (radosgw creates its pools lazily),
+    // far longer than the per-request limit tuned for serving files.
+    const slow = { requestTimeout: Math.max(this.o.requestTimeoutMs, 30_000) };
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.client.send(new HeadBucketCommand({ Bucket: bucket }));
+        await this.client.send(new HeadBucketCommand({ Bucket: bucket }), slow);
         return;
       } catch (err) {
         const status = statusOf(err);
@@ -157,7 +164,7 @@ export class S3BlobStore implements BlobStore {
       }
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
+      await this.client.send(new CreateBucketCommand({ Bucket: bucket }), slow);
       this.o.logger.info({ bucket }, 'created the S3 bucket');
     } catch (err) {
       // Another instance created it first.

@@ -7,9 +7,10 @@
  *
  * A reservation always covers a whole unit of work (a full part, or a whole
  * small object), so a holder never needs more budget to finish and release:
- * no deadlock, whatever the number of concurrent uploads. Part-sized buffers
- * are kept for reuse, which keeps the resident size steady instead of
- * depending on when the garbage collector runs.
+ * no deadlock, whatever the number of concurrent uploads. A few part-sized
+ * buffers are kept for reuse while uploads are running, which keeps the
+ * resident size steady instead of depending on when the garbage collector
+ * runs; they are let go as soon as no upload holds any buffer.
  */
 export class UploadBuffers {
   private available: number;
@@ -19,6 +20,8 @@ export class UploadBuffers {
   constructor(
     readonly budget: number,
     readonly partSize: number,
+    /** Free part buffers kept for reuse at most. */
+    private readonly keep = 4,
   ) {
     if (budget < partSize) throw new Error('the upload buffer budget must hold at least one part');
     this.available = budget;

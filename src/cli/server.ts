@@ -9,7 +9,7 @@ export function registerServerCommand(program: Command): void {
     program.command('server').description('serve the Filetracker v2 protocol (at / and under /ft)'),
   ).action(async (flags: ConfigFlags) => {
     const config = configOrExit(flags);
-    const logger = createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
+    const logger = await createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
     let server: Awaited<ReturnType<typeof startServer>>;
     try {
       server = await startServer(config, logger);

@@ -252,12 +252,12 @@ export const VARIABLES = {
   },
   S3_PARTS_PER_UPLOAD: {
     schema: integer(1, 64),
-    default: 4,
+    default: 2,
     doc: 'parts of one upload sent to S3 at the same time',
   },
   S3_UPLOAD_BUFFER: {
     schema: integer(5 * 1024 * 1024, Number.MAX_SAFE_INTEGER),
-    default: 128 * 1024 * 1024,
+    default: 48 * 1024 * 1024,
     doc: 'bytes of all uploads held in memory at once; beyond it uploads wait and their clients are paused',
   },
   S3_REQUEST_TIMEOUT: {

@@ -200,7 +200,7 @@ export class FileService {
       }
       // Not stored yet and the hash is known: stream straight into the blob
       // store; the checksum is verified before the blob becomes visible.
-      const pass = new PassThrough({ highWaterMark: 256 * 1024 });
+      const pass = new PassThrough({ highWaterMark: 64 * 1024 });
       const measuring = ingest(req.body, spec, pass, signal);
       const commit = this.commitGuard(declared, signal);
       const storing = this.o.blobs.put(this.key(declared), pass, {

@@ -10,7 +10,9 @@ import { PassThrough, type Readable } from 'node:stream';
  * what to do with the rest of the body (src/protocol/errors.ts).
  */
 export function uploadBody(request: IncomingMessage): Readable {
-  const body = new PassThrough({ highWaterMark: 256 * 1024 });
+  // 64 KiB: a socket read's worth. Every upload in flight holds this much here,
+  // so it is kept small for many concurrent uploads (SPEC §9: 64 x 16 MiB).
+  const body = new PassThrough({ highWaterMark: 64 * 1024 });
   request.pipe(body);
   // Whoever consumes the body (a pipeline) handles its errors; an abort that
   // lands after they are done, or on a body nobody needed, must not become an

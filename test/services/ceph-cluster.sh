@@ -6,8 +6,9 @@
 #
 #   ceph-cluster.sh start DIR RGW_PORT MON_PORT ACCESS_KEY SECRET_KEY
 #   ceph-cluster.sh stop DIR
-#   ceph-cluster.sh stop-rgw DIR     (S3 goes away; the data stays)
-#   ceph-cluster.sh start-rgw DIR    (and comes back)
+#   ceph-cluster.sh add-rgw DIR NAME PORT    (another radosgw on the same cluster)
+#   ceph-cluster.sh stop-rgw DIR NAME        (that S3 endpoint goes away; the data stays)
+#   ceph-cluster.sh start-rgw DIR NAME       (and comes back)
 #
 # Needs Debian's ceph-mon, ceph-osd and radosgw packages.
 set -euo pipefail
@@ -40,7 +41,11 @@ stop_cluster() {
   rm -rf "$dir"
 }
 
-rgw_port_of() { sed -n 's/^rgw frontends = beast endpoint=127.0.0.1:\([0-9]*\)$/\1/p' "$dir/ceph.conf"; }
+# The port of radosgw NAME, from its section of ceph.conf.
+rgw_port_of() {
+  awk -v sec="[client.rgw.$1]" '$0 == sec { found = 1; next } /^\[/ { found = 0 }
+    found && /^rgw frontends/ { sub(/.*:/, ""); print; exit }' "$dir/ceph.conf"
+}
 
 wait_rgw() {
   local port=$1
@@ -49,7 +54,7 @@ wait_rgw() {
     sleep 0.1
   done
   echo "radosgw did not open port $port" >&2
-  tail -20 "$dir/log/client.rgw.test.log" >&2
+  tail -20 "$dir"/log/client.rgw.*.log >&2
   return 1
 }
 
@@ -58,15 +63,26 @@ case "$cmd" in
     stop_cluster
     exit 0
     ;;
+  add-rgw)
+    name=${3:?name}
+    port=${4:?port}
+    printf '[client.rgw.%s]\nrgw frontends = beast endpoint=127.0.0.1:%s\nms mon client mode = crc\n' \
+      "$name" "$port" >> "$dir/ceph.conf"
+    radosgw -c "$dir/ceph.conf" -n "client.rgw.$name"
+    wait_rgw "$port"
+    exit 0
+    ;;
   stop-rgw)
-    pid=$(cat "$dir/run/client.rgw.test.pid")
+    name=${3:?name}
+    pid=$(cat "$dir/run/client.rgw.$name.pid")
     kill -KILL "$pid"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     exit 0
     ;;
   start-rgw)
-    radosgw -c "$dir/ceph.conf" -n client.rgw.test
-    wait_rgw "$(rgw_port_of)"
+    name=${3:?name}
+    radosgw -c "$dir/ceph.conf" -n "client.rgw.$name"
+    wait_rgw "$(rgw_port_of "$name")"
     exit 0
     ;;
 esac

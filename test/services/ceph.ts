@@ -46,7 +46,7 @@ export async function startCeph(): Promise<S3Service & { stop(): void }> {
       'bash',
       [SCRIPT, 'start', dir, String(rgwPort), String(monPort), accessKey, secretKey],
       {
-        env: { ...process.env, CEPH_MEMSTORE_BYTES: String(8 * 1024 ** 3) },
+        env: { ...process.env, CEPH_MEMSTORE_BYTES: String(6 * 1024 ** 3) },
         maxBuffer: 16 * 1024 * 1024,
       },
     );
@@ -58,7 +58,23 @@ export async function startCeph(): Promise<S3Service & { stop(): void }> {
   return { endpoint: `http://127.0.0.1:${rgwPort}`, accessKey, secretKey, dir, stop };
 }
 
-/** Stops or starts only the radosgw daemon, leaving the cluster and its data (fault tests). */
-export async function radosgw(dir: string, action: 'stop' | 'start'): Promise<void> {
-  await run('bash', [SCRIPT, `${action}-rgw`, dir]);
+/**
+ * A radosgw of its own on the shared cluster, for fault tests: stopping it
+ * takes S3 away from one test without disturbing the others running beside it.
+ */
+export async function extraRadosgw(
+  dir: string,
+): Promise<{ endpoint: string; stop(): Promise<void>; start(): Promise<void> }> {
+  const name = `fault${process.pid}x${Date.now().toString(36)}`;
+  const port = await freePort();
+  await run('bash', [SCRIPT, 'add-rgw', dir, name, String(port)]);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      await run('bash', [SCRIPT, 'stop-rgw', dir, name]);
+    },
+    start: async () => {
+      await run('bash', [SCRIPT, 'start-rgw', dir, name]);
+    },
+  };
 }

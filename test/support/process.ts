@@ -9,6 +9,8 @@ export interface ServerProcess {
   url: string;
   /** Peak resident set size so far (VmHWM), in bytes. */
   peakRss(): number;
+  /** Resident set size now (VmRSS), in bytes. */
+  currentRss(): number;
   /** Everything the process printed. */
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -61,12 +63,8 @@ export async function startServerProcess(
   return {
     child,
     url,
-    peakRss: () => {
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-      const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-      if (!kb) throw new Error('no VmHWM in /proc status');
-      return Number(kb) * 1024;
-    },
+    peakRss: () => procStatus(child.pid, 'VmHWM'),
+    currentRss: () => procStatus(child.pid, 'VmRSS'),
     output: () => out,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
@@ -77,13 +75,21 @@ export async function startServerProcess(
   };
 }
 
+/** A "kB" field of /proc/PID/status, in bytes. */
+function procStatus(pid: number | undefined, field: string): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1];
+  if (!kb) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(kb) * 1024;
+}
+
 /** Runs the CLI to completion and returns its exit code and output. */
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(CLI, args, {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { emptyBucket } from './s3.js';
 import { makeTempDir } from './tmp.js';
 
 /**
@@ -87,6 +88,7 @@ export async function startTestServer(
     dir: dir.path,
     close: async () => {
       await server.close();
+      if (config.STORAGE_TYPE === 's3') await emptyBucket(config.BUCKET_NAME);
       await dir.remove();
     },
   };

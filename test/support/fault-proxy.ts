@@ -1,0 +1,59 @@
+import { connect, createServer, type Socket } from 'node:net';
+
+export type FaultMode = 'pass' | 'blackhole' | 'error';
+
+/**
+ * A TCP proxy in front of a real server that can turn into a fault:
+ * 'blackhole' accepts connections and never answers (a hung S3), 'error'
+ * answers every request with HTTP 500 (a failing S3). Switching modes drops
+ * open connections, so pooled keep-alive sockets see the change at once.
+ */
+export async function faultProxy(target: string): Promise<{
+  url: string;
+  setMode(mode: FaultMode): void;
+  close(): Promise<void>;
+}> {
+  const { hostname, port } = new URL(target);
+  let mode: FaultMode = 'pass';
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (mode === 'blackhole') {
+      client.resume();
+      return;
+    }
+    if (mode === 'error') {
+      client.on('data', (data: Buffer) => {
+        if (data.includes('\r\n\r\n')) {
+          client.end(
+            'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+          );
+        }
+      });
+      return;
+    }
+    const upstream = connect(Number(port), hostname);
+    sockets.add(upstream);
+    upstream.on('close', () => sockets.delete(upstream));
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (typeof address !== 'object' || !address) throw new Error('proxy has no address');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    setMode(next) {
+      mode = next;
+      for (const s of sockets) s.destroy();
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -82,6 +82,18 @@ export const lockTimeout = (key: string, ms: number) =>
   new AppError('LOCK_TIMEOUT', `Timed out after ${ms} ms waiting for lock ${key}; retry later`, {
     backend: 'locks',
   });
+/**
+ * The cleaner removed a content between our check and our use of it: rare (it
+ * must have been unreferenced for CLEANER_GRACE), and retrying fixes it, so 503.
+ */
+export const contentCollected = (hash: string) =>
+  new AppError(
+    'BACKEND_UNAVAILABLE',
+    `content ${hash} was garbage-collected during the upload; retry`,
+    {
+      backend: 'storage',
+    },
+  );
 export const clientAborted = () =>
   new AppError('CLIENT_ABORTED', 'Client went away before the request finished');
 export const internal = (what: string, cause?: unknown) =>

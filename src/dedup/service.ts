@@ -10,8 +10,13 @@ import {
   notFound,
   tooLarge,
 } from '../errors.js';
-import type { Lock, LockManager } from '../locks/port.js';
-import { withLock } from '../locks/port.js';
+import {
+  inSession,
+  type Lock,
+  type LockManager,
+  type LockSession,
+  withLock,
+} from '../locks/port.js';
 import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.js';
 import { type BodyEncoding, type ContentHints, ingest, type Measured } from './ingest.js';
 import { blobKey, SHA256_HEX } from './keys.js';
@@ -133,28 +138,24 @@ export class FileService {
     if (current && current.version > req.version)
       return { version: current.version, bodyRead: false };
 
-    const { blob, lock } = await this.storeContent(req, signal);
-    try {
+    return inSession(this.o.locks, async (session) => {
+      const blob = await this.storeContent(req, session, signal);
       const result = await withLock(
-        this.o.locks,
+        session,
         `path:${req.path}`,
         'exclusive',
         this.lockOptions(signal),
         () => this.o.meta.putFile({ path: req.path, version: req.version, blob, now: this.now() }),
       );
       return { version: result.version, bodyRead: true };
-    } finally {
-      await lock.release();
-    }
+    });
   }
 
   async delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult> {
-    const result = await withLock(
-      this.o.locks,
-      `path:${path}`,
-      'exclusive',
-      this.lockOptions(signal),
-      () => this.o.meta.deleteFile({ path, version, now: this.now() }),
+    const result = await inSession(this.o.locks, (session) =>
+      withLock(session, `path:${path}`, 'exclusive', this.lockOptions(signal), () =>
+        this.o.meta.deleteFile({ path, version, now: this.now() }),
+      ),
     );
     if (result.outcome === 'absent') throw notFound(`File ${path}`);
     return result;
@@ -173,13 +174,14 @@ export class FileService {
   }
 
   /**
-   * Reads the body and makes sure its content is in the blob store. Returns the
-   * blob's facts with `blob:<hash>` held shared; the caller releases it.
+   * Reads the body and makes sure its content is in the blob store. Returns
+   * the blob's facts with `blob:<hash>` held shared in `session`.
    */
   private async storeContent(
     req: PutRequest,
+    session: LockSession,
     signal?: AbortSignal,
-  ): Promise<{ blob: { hash: string; logicalSize: number; storedSize: number }; lock: Lock }> {
+  ): Promise<BlobFacts> {
     const spec = {
       encoding: req.encoding,
       hints: req.hints,
@@ -196,25 +198,26 @@ export class FileService {
         // trusting the client), and upload nothing.
         if (existing.refcount === 0) await this.o.meta.touchBlob(declared, this.now());
         await ingest(req.body, spec, null, signal);
-        return this.reuse(declared, signal);
+        return this.reuse(declared, session, signal);
       }
       // Not stored yet and the hash is known: stream straight into the blob
       // store; the checksum is verified before the blob becomes visible.
       const pass = new PassThrough({ highWaterMark: 64 * 1024 });
       const measuring = ingest(req.body, spec, pass, signal);
-      const commit = this.commitGuard(declared, signal);
+      const commit = this.commitGuard(declared, session, signal);
       const storing = this.o.blobs.put(this.key(declared), pass, {
         beforeCommit: () => measuring.then(commit.acquire),
         signal,
       });
       // A store that fails before reading would otherwise leave the body stalled on a full buffer.
       storing.catch((err: Error) => pass.destroy(err));
+      let outcome: [Measured, { created: boolean }];
       try {
-        const [measured, stored] = await settleBoth(measuring, storing, signal);
-        return await this.adopt(measured, stored.created, signal);
+        outcome = await settleBoth(measuring, storing, signal);
       } finally {
         await commit.release();
       }
+      return this.adopt(outcome[0], outcome[1].created, session, signal);
     }
 
     // Hash unknown until the end: hold the bytes (memory, then a temp file).
@@ -224,19 +227,21 @@ export class FileService {
       const existing = await this.o.meta.getBlob(measured.sha256);
       if (existing) {
         if (existing.refcount === 0) await this.o.meta.touchBlob(measured.sha256, this.now());
-        return await this.reuse(measured.sha256, signal);
+        return await this.reuse(measured.sha256, session, signal);
       }
-      const commit = this.commitGuard(measured.sha256, signal);
+      const commit = this.commitGuard(measured.sha256, session, signal);
+      let created: boolean;
       try {
         const stored = await this.o.blobs.put(this.key(measured.sha256), spill.openReader(), {
           size: measured.storedSize,
           beforeCommit: commit.acquire,
           signal,
         });
-        return await this.adopt(measured, stored.created, signal);
+        created = stored.created;
       } finally {
         await commit.release();
       }
+      return await this.adopt(measured, created, session, signal);
     } finally {
       await spill.dispose();
     }
@@ -248,11 +253,11 @@ export class FileService {
    * absent is a check-then-act (S3 multipart on servers that ignore
    * If-None-Match) relies on it so two uploads of one content cannot both create.
    */
-  private commitGuard(hash: string, signal?: AbortSignal) {
+  private commitGuard(hash: string, session: LockSession, signal?: AbortSignal) {
     let lock: Lock | undefined;
     return {
       acquire: async () => {
-        lock = await this.o.locks.acquire(`commit:${hash}`, 'exclusive', this.lockOptions(signal));
+        lock = await session.acquire(`commit:${hash}`, 'exclusive', this.lockOptions(signal));
       },
       release: async () => {
         await lock?.release();
@@ -260,40 +265,42 @@ export class FileService {
     };
   }
 
-  /** The content is already stored: confirm its row survived while we read the body. */
-  private async reuse(hash: string, signal?: AbortSignal) {
-    const lock = await this.o.locks.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
-    try {
-      const row = await this.o.meta.getBlob(hash);
-      if (!row) throw contentCollected(hash);
-      return { blob: { hash, logicalSize: row.logicalSize, storedSize: row.storedSize }, lock };
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
+  /** The content is already stored: pin it and confirm its row survived while we read the body. */
+  private async reuse(
+    hash: string,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    await session.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
+    const row = await this.o.meta.getBlob(hash);
+    if (!row) throw contentCollected(hash);
+    return { hash, logicalSize: row.logicalSize, storedSize: row.storedSize, known: true };
   }
 
   /** We stored (or found) the object under the hash's key: pin it before a path points at it. */
-  private async adopt(measured: Measured, created: boolean, signal?: AbortSignal) {
+  private async adopt(
+    measured: Measured,
+    created: boolean,
+    session: LockSession,
+    signal?: AbortSignal,
+  ) {
     const hash = measured.sha256;
-    const lock = await this.o.locks.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
-    try {
-      let storedSize = measured.storedSize;
-      if (!created) {
-        // Someone else's object (a concurrent upload, or one left by a crash).
-        // Objects are never overwritten, so its size, not ours, is the truth;
-        // and under the lock the cleaner cannot remove it before we reference it.
-        const info = await this.o.blobs.stat(this.key(hash), { signal });
-        if (!info) throw contentCollected(hash);
-        storedSize = info.size;
-      }
-      return { blob: { hash, logicalSize: measured.logicalSize, storedSize }, lock };
-    } catch (err) {
-      await lock.release();
-      throw err;
+    await session.acquire(`blob:${hash}`, 'shared', this.lockOptions(signal));
+    let storedSize = measured.storedSize;
+    if (!created) {
+      // Someone else's object (a concurrent upload, or one left by a crash).
+      // Objects are never overwritten, so its size, not ours, is the truth;
+      // and under the lock the cleaner cannot remove it before we reference it.
+      const info = await this.o.blobs.stat(this.key(hash), { signal });
+      if (!info) throw contentCollected(hash);
+      storedSize = info.size;
     }
+    return { hash, logicalSize: measured.logicalSize, storedSize, known: false };
   }
 }
+
+/** A blob a PUT is about to reference (see MetaStore.putFile). */
+type BlobFacts = { hash: string; logicalSize: number; storedSize: number; known: boolean };
 
 /**
  * The cleaner removed this content between our check and our lock: rare (it

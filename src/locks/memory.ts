@@ -1,5 +1,5 @@
 import { clientAborted, lockTimeout } from '../errors.js';
-import type { Lock, LockManager, LockMode, LockOptions } from './port.js';
+import type { Lock, LockManager, LockMode, LockOptions, LockSession } from './port.js';
 
 interface Waiter {
   mode: LockMode;
@@ -16,6 +16,26 @@ interface KeyState {
 /** Reader/writer locks for one process (LOCKS_TYPE=memory). */
 export class MemoryLockManager implements LockManager {
   private readonly keys = new Map<string, KeyState>();
+
+  session(): LockSession {
+    const held = new Set<Lock>();
+    return {
+      acquire: async (key, mode, options) => {
+        const lock = await this.acquire(key, mode, options);
+        const tracked: Lock = {
+          release: async () => {
+            held.delete(tracked);
+            await lock.release();
+          },
+        };
+        held.add(tracked);
+        return tracked;
+      },
+      end: async () => {
+        for (const lock of [...held]) await lock.release();
+      },
+    };
+  }
 
   acquire(key: string, mode: LockMode, options: LockOptions): Promise<Lock> {
     if (options.signal?.aborted) return Promise.reject(clientAborted());

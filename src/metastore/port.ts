@@ -11,8 +11,11 @@ export interface MetaStore {
 
   /**
    * Points `path` at `blob` with `version`, in one transaction:
-   * - the blob's row is created if missing (refcount 0) even when the file is
-   *   not changed, so an uploaded object is always known to the cleaner;
+   * - a `known` blob (the caller found its row) must still have its row, or
+   *   the call fails with CONTENT_COLLECTED-style 503 and changes nothing: the
+   *   row is never re-created over an object the cleaner may have removed;
+   * - otherwise the blob's row is created if missing (refcount 0) even when the
+   *   file is not changed, so an uploaded object is always known to the cleaner;
    * - if the stored version is strictly newer, nothing else changes
    *   (`applied: false` and the stored version);
    * - otherwise the path is upserted and both blobs' reference counts adjusted;
@@ -61,7 +64,7 @@ export interface BlobRecord {
 export interface PutFileInput {
   path: string;
   version: number;
-  blob: { hash: string; logicalSize: number; storedSize: number };
+  blob: { hash: string; logicalSize: number; storedSize: number; known?: boolean };
   /** Milliseconds since the epoch. */
   now: number;
 }

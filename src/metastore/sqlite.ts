@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { backendUnavailable } from '../errors.js';
+import { backendUnavailable, contentCollected } from '../errors.js';
 import type {
   BlobRecord,
   DeleteFileResult,
@@ -127,7 +127,16 @@ export class SqliteMetaStore implements MetaStore {
 
     this.putTx = db.transaction((input: PutFileInput): PutFileResult => {
       const { path, version, blob, now } = input;
-      this.stmts.insertBlob.run({ ...blob, now });
+      if (blob.known) {
+        if (!this.stmts.getBlob.get(blob.hash)) throw contentCollected(blob.hash);
+      } else {
+        this.stmts.insertBlob.run({
+          hash: blob.hash,
+          logicalSize: blob.logicalSize,
+          storedSize: blob.storedSize,
+          now,
+        });
+      }
       const current = this.stmts.fileForUpdate.get(path);
       if (current && current.version > version) return { applied: false, version: current.version };
       this.stmts.upsertFile.run({ path, hash: blob.hash, version, now });

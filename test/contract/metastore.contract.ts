@@ -112,6 +112,24 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
       expect(await m.getBlob(h1)).toMatchObject({ refcount: 1, zeroSince: null });
     });
 
+    it('refuses to point a path at a known blob whose row is gone, and changes nothing', async () => {
+      await m.putFile({ path: 'k', version: 1, blob: blob(h1), now: 1 });
+      await expect(
+        m.putFile({ path: 'k', version: 2, blob: { ...blob(h2), known: true }, now: 2 }),
+      ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      expect(await m.getBlob(h2)).toBeNull();
+      expect(await m.getFile('k')).toMatchObject({ hash: h1, version: 1 });
+      expect((await m.getBlob(h1))?.refcount).toBe(1);
+      // A known blob that does exist is used as it is.
+      await m.putFile({
+        path: 'k2',
+        version: 1,
+        blob: { ...blob(h1, 99, 99), known: true },
+        now: 3,
+      });
+      expect(await m.getBlob(h1)).toMatchObject({ refcount: 2, logicalSize: 10 });
+    });
+
     it('keeps the first sizes recorded for a blob', async () => {
       await m.putFile({ path: 's1', version: 1, blob: blob(h1, 10, 20), now: 1 });
       await m.putFile({ path: 's2', version: 1, blob: blob(h1, 10, 99), now: 1 });

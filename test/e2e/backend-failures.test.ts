@@ -73,9 +73,8 @@ describe('backend failures', () => {
 
   it('a path lock that cannot be had within LOCK_TIMEOUT is a 503, within a bounded time', async () => {
     srv = await startTestServer(filesystemProfile, { LOCK_TIMEOUT: '0.3' });
-    const held = await srv.server.backends.locks.acquire('path:busy', 'exclusive', {
-      timeoutMs: 1000,
-    });
+    const held = srv.server.backends.locks.session();
+    await held.acquire('path:busy', 'exclusive', { timeoutMs: 1000 });
     try {
       const started = Date.now();
       unavailable(
@@ -85,7 +84,7 @@ describe('backend failures', () => {
       unavailable(await http(`${srv.url}/files/busy${q}`, { method: 'DELETE' }), /Timed out/);
       expect(Date.now() - started).toBeLessThan(5000);
     } finally {
-      await held.release();
+      await held.end();
     }
     expect((await http(`${srv.url}/files/busy${q}`, { method: 'PUT', body: 'x' })).status).toBe(
       200,

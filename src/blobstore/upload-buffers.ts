@@ -37,9 +37,10 @@ export class UploadBuffers {
   }
 
   release(buffer: Buffer): void {
-    if (buffer.length === this.partSize && this.free.length * this.partSize < this.budget)
-      this.free.push(buffer);
+    if (buffer.length === this.partSize && this.free.length < this.keep) this.free.push(buffer);
     this.available += buffer.length;
+    // Nothing in use: let the kept buffers go rather than sit in an idle server.
+    if (this.available === this.budget) this.free.length = 0;
     while (this.waiters.length > 0) {
       const next = this.waiters[0];
       if (!next || next.bytes > this.available) break;

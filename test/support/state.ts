@@ -18,14 +18,19 @@ export async function listObjects(blobs: BlobStore): Promise<string[]> {
   return keys.sort();
 }
 
-/** Temporary files the server is still holding: spill files and the filesystem store's incoming folder. */
+/**
+ * What an upload may leave behind if it is not cleaned up: spill files, the
+ * filesystem store's incoming files, S3 multipart uploads never completed.
+ */
 export async function temporaryFiles(srv: TestServer): Promise<string[]> {
-  const spill = await filesIn(srv.config.TEMP_DIR);
-  const incoming =
-    srv.config.STORAGE_TYPE === 'filesystem'
-      ? await filesIn(join(srv.config.STORAGE_PATH, '.incoming'))
-      : [];
-  return [...spill, ...incoming];
+  const leftovers = await filesIn(srv.config.TEMP_DIR);
+  const blobs = srv.server.backends.blobs;
+  if (blobs instanceof S3BlobStore) {
+    for await (const u of blobs.openUploads()) leftovers.push(`multipart upload of ${u.key}`);
+  } else {
+    leftovers.push(...(await filesIn(join(srv.config.STORAGE_PATH, '.incoming'))));
+  }
+  return leftovers;
 }
 
 /** Polls until `check` passes or `ms` elapse (server-side cleanup runs after the client is gone). */

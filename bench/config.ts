@@ -12,7 +12,8 @@ export interface BenchConfig {
   /** Repetitions of every scenario; the report shows medians. */
   runs: number;
   scenarios: ScenarioId[];
-  small: { count: number; size: number; concurrency: number };
+  /** `warmup`: distinct small files PUT and GET before any target is measured. */
+  small: { count: number; size: number; concurrency: number; warmup: number };
   medium: { count: number; size: number; concurrency: number };
   /** One file of `mib` incompressible 1 MiB blocks. */
   large: { mib: number; partSize: number; partsInFlight: number };
@@ -53,6 +54,7 @@ export function loadBenchConfig(defaultDocsPath: string): BenchConfig {
       count: int('BENCH_SMALL_COUNT', 2000, 1, 1_000_000),
       size: int('BENCH_SMALL_SIZE', KiB, 16, MiB),
       concurrency: int('BENCH_SMALL_CONCURRENCY', 8, 1, 256),
+      warmup: 200,
     },
     medium: {
       count: int('BENCH_MEDIUM_COUNT', 200, 1, 2000),

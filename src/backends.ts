@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { FilesystemBlobStore } from './blobstore/filesystem.js';
 import type { BlobStore } from './blobstore/port.js';
 import type { Config } from './config/schema.js';
@@ -26,12 +27,18 @@ export async function openBackends(config: Config, logger: Logger): Promise<Back
       await b.close().catch((err) => logger.warn({ err }, 'close failed'));
   };
   try {
-    const meta = openMeta(config);
+    const pools = await openPools(config, logger, opened);
+    const meta = await openMeta(config, pools);
     opened.push(meta);
     const blobs = await openBlobs(config, logger);
     opened.push(blobs);
-    const locks = openLocks(config);
+    const locks = await openLocks(config, pools, logger);
     opened.push(locks);
+    if (config.KVSTORAGE_TYPE === 'postgres' && config.LOCKS_TYPE === 'memory') {
+      logger.warn(
+        'KVSTORAGE_TYPE=postgres with LOCKS_TYPE=memory: fine for one instance, but several instances sharing the database need LOCKS_TYPE=postgres',
+      );
+    }
     return { meta, blobs, locks, close: closeAll };
   } catch (err) {
     await closeAll();
@@ -39,9 +46,57 @@ export async function openBackends(config: Config, logger: Logger): Promise<Back
   }
 }
 
-function openMeta(config: Config): MetaStore {
+interface Pools {
+  query?: pg.Pool;
+  locks?: pg.Pool;
+}
+
+/**
+ * PostgreSQL connection pools: one for queries and transactions, and, with
+ * LOCKS_TYPE=postgres, a second one of the same size for advisory locks (see
+ * src/locks/postgres.ts for why they are separate). At most
+ * 2 x POSTGRES_MAX_CONNECTIONS connections per instance.
+ */
+async function openPools(
+  config: Config,
+  logger: Logger,
+  opened: { close(): Promise<void> }[],
+): Promise<Pools> {
+  const usesPostgres = config.KVSTORAGE_TYPE === 'postgres' || config.LOCKS_TYPE === 'postgres';
+  if (!usesPostgres) return {};
+  const { createPool } = await import('./postgres/pool.js');
+  const options = {
+    connectionString: config.DATABASE_URL,
+    host: config.POSTGRES_HOST,
+    port: config.POSTGRES_PORT,
+    user: config.POSTGRES_USER,
+    password: config.POSTGRES_PASSWORD,
+    database: config.POSTGRES_DB,
+    max: config.POSTGRES_MAX_CONNECTIONS,
+    queryTimeoutMs: config.POSTGRES_QUERY_TIMEOUT * 1000,
+    connectTimeoutMs: config.POSTGRES_CONNECT_TIMEOUT * 1000,
+  };
+  const pools: Pools = {};
+  pools.query = createPool({ ...options, applicationName: 's3dedup' }, logger);
+  const queryPool = pools.query;
+  opened.push({ close: () => queryPool.end() });
+  if (config.LOCKS_TYPE === 'postgres') {
+    // Lock waits are bounded by lock_timeout, not by the query timeout.
+    pools.locks = createPool(
+      { ...options, queryTimeoutMs: 0, applicationName: 's3dedup-locks' },
+      logger,
+    );
+    const lockPool = pools.locks;
+    opened.push({ close: () => lockPool.end() });
+  }
+  return pools;
+}
+
+async function openMeta(config: Config, pools: Pools): Promise<MetaStore> {
   if (config.KVSTORAGE_TYPE === 'sqlite') return new SqliteMetaStore({ path: config.SQLITE_PATH });
-  throw new UnsupportedBackendError('KVSTORAGE_TYPE=postgres is not available in this build yet');
+  if (!pools.query) throw new UnsupportedBackendError('no PostgreSQL pool');
+  const { PostgresMetaStore } = await import('./metastore/postgres.js');
+  return PostgresMetaStore.open(pools.query);
 }
 
 async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
@@ -75,7 +130,10 @@ async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
   });
 }
 
-function openLocks(config: Config): LockManager {
+async function openLocks(config: Config, pools: Pools, logger: Logger): Promise<LockManager> {
   if (config.LOCKS_TYPE === 'memory') return new MemoryLockManager();
-  throw new UnsupportedBackendError('LOCKS_TYPE=postgres is not available in this build yet');
+  if (!pools.locks || !pools.query)
+    throw new UnsupportedBackendError('no PostgreSQL pool for locks');
+  const { PostgresLockManager } = await import('./locks/postgres.js');
+  return new PostgresLockManager(pools.locks, pools.query, logger);
 }

@@ -158,6 +158,16 @@ export const VARIABLES = {
   POSTGRES_PASSWORD: { schema: text, doc: 'PostgreSQL password' },
   POSTGRES_DB: { schema: text, doc: 'PostgreSQL database' },
   POSTGRES_MAX_CONNECTIONS: { schema: integer(2, 1000), default: 10, doc: 'PostgreSQL pool size' },
+  POSTGRES_QUERY_TIMEOUT: {
+    schema: seconds(0.1, 3600),
+    default: 10,
+    doc: 'seconds a PostgreSQL query may run before it fails (503)',
+  },
+  POSTGRES_CONNECT_TIMEOUT: {
+    schema: seconds(0.1, 600),
+    default: 5,
+    doc: 'seconds to get a PostgreSQL connection before failing (503)',
+  },
   DATABASE_URL: {
     schema: url(['postgres:', 'postgresql:']),
     doc: 'PostgreSQL connection string (instead of POSTGRES_*)',

@@ -1,9 +1,11 @@
 import type { TestProject } from 'vitest/node';
 import { type S3Service, startCeph } from './ceph.js';
+import { type PostgresService, startPostgres } from './postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     s3: S3Service;
+    postgres: PostgresService;
   }
 }
 
@@ -13,19 +15,24 @@ declare module 'vitest' {
  * start fails the run: nothing is skipped.
  */
 export default async function setup(project: TestProject) {
-  const ceph = await startCeph();
-  const onExit = () => ceph.stop();
-  process.once('exit', onExit);
+  const [ceph, postgres] = await Promise.allSettled([startCeph(), startPostgres()]);
+  if (ceph.status === 'rejected' || postgres.status === 'rejected') {
+    if (ceph.status === 'fulfilled') ceph.value.stop();
+    if (postgres.status === 'fulfilled') postgres.value.stop();
+    throw ceph.status === 'rejected' ? ceph.reason : (postgres as PromiseRejectedResult).reason;
+  }
+  const stopAll = () => {
+    ceph.value.stop();
+    postgres.value.stop();
+  };
+  process.once('exit', stopAll);
   process.once('SIGINT', () => process.exit(130));
   process.once('SIGTERM', () => process.exit(143));
-  project.provide('s3', {
-    endpoint: ceph.endpoint,
-    accessKey: ceph.accessKey,
-    secretKey: ceph.secretKey,
-    dir: ceph.dir,
-  });
+  const { endpoint, accessKey, secretKey, dir } = ceph.value;
+  project.provide('s3', { endpoint, accessKey, secretKey, dir });
+  project.provide('postgres', { url: postgres.value.url, dir: postgres.value.dir });
   return () => {
-    process.off('exit', onExit);
-    ceph.stop();
+    process.off('exit', stopAll);
+    stopAll();
   };
 }

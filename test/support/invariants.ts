@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import type { BlobStore } from '../../src/blobstore/port.js';
 import { blobKey } from '../../src/dedup/keys.js';
 import type { MetaStore } from '../../src/metastore/port.js';
+import { PostgresMetaStore } from '../../src/metastore/postgres.js';
 import { SqliteMetaStore } from '../../src/metastore/sqlite.js';
 
 export interface MetadataDump {
@@ -20,6 +21,16 @@ export interface MetadataDump {
 /** Reads every metadata row straight from the database, bypassing the code under test. */
 export async function dumpMetadata(meta: MetaStore): Promise<MetadataDump> {
   if (meta instanceof SqliteMetaStore) return dumpSqlite(meta.database);
+  if (meta instanceof PostgresMetaStore) {
+    const files = await meta.raw<MetadataDump['files'][number]>(
+      'SELECT path, hash, version FROM files ORDER BY path',
+    );
+    const blobs = await meta.raw<MetadataDump['blobs'][number]>(
+      `SELECT hash, refcount, logical_size AS "logicalSize", stored_size AS "storedSize", zero_since AS "zeroSince"
+         FROM blobs ORDER BY hash`,
+    );
+    return { files, blobs };
+  }
   throw new Error(`no metadata dump for ${meta.constructor.name}`);
 }
 

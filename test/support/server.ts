@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { postgresEnv } from './postgres.js';
 import { emptyBucket } from './s3.js';
 import { makeTempDir } from './tmp.js';
 
@@ -52,6 +53,12 @@ export const s3Profile: BackendProfile = {
     KVSTORAGE_TYPE: 'sqlite',
     SQLITE_PATH: join(dir, 'kv.db'),
   }),
+};
+
+/** The production shape: S3 blobs, PostgreSQL metadata and advisory locks. */
+export const postgresProfile: BackendProfile = {
+  name: 's3 (Ceph radosgw) + postgres + postgres locks',
+  env: async () => ({ ...s3Env(), ...(await postgresEnv()) }),
 };
 
 export interface TestServer {

@@ -1,0 +1,140 @@
+/**
+ * `npm run bench`: SPEC §9 measured on this machine. Starts its own services
+ * (a throw-away Ceph radosgw and s3dedup server processes), runs every
+ * scenario against the filesystem store, the S3 store and S3 used directly,
+ * several times, prints medians and ratios, and writes docs/benchmarks.md.
+ * Environment variables (bench/config.ts) make a quick check cheaper.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadBenchConfig } from './config.js';
+import { describeMachine, machineLines } from './machine.js';
+import { largePayload, randomPayloads, smallPayloads } from './payloads.js';
+import {
+  buildCpuRows,
+  buildRows,
+  CPU_TITLES,
+  resultTables,
+  scenarioLabels,
+  textTable,
+  writeReport,
+} from './report.js';
+import { createBucket, dropBucket, s3Client, uniqueBucket } from './s3.js';
+import { type BenchData, type CpuSample, runScenario, type Sample } from './scenarios.js';
+import { cleanupAll, installExitHandlers, ROOT, startCephCluster } from './services.js';
+import type { Store } from './subjects.js';
+import { DirectS3Target } from './targets.js';
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** The three targets in an order that rotates per run, so none is always first or last. */
+function targetOrder(run: number): Store[] {
+  const order: Store[] = ['baseline', 'filesystem', 's3'];
+  return order.map((_, i) => order[(i + run) % order.length] as Store);
+}
+
+async function buildData(config: ReturnType<typeof loadBenchConfig>): Promise<BenchData> {
+  const [warmup, small, medium] = await Promise.all([
+    smallPayloads(config.small.warmup, config.small.size, 'warm-up'),
+    smallPayloads(config.small.count, config.small.size, 'small'),
+    randomPayloads(config.medium.count, config.medium.size),
+  ]);
+  return { warmup, small, medium, large: largePayload(config.large.mib) };
+}
+
+async function main(): Promise<void> {
+  installExitHandlers();
+  const startedAt = new Date();
+  const config = loadBenchConfig(join(ROOT, 'docs', 'benchmarks.md'));
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+    throw new Error('dist/cli/main.js is missing: run `npm run build` first');
+  }
+  const machine = describeMachine();
+  log('s3dedup benchmark (SPEC §9)');
+  for (const line of machineLines(machine)) log(`  ${line}`);
+  const labels = scenarioLabels(config);
+  log(`  ${config.runs} runs of: ${config.scenarios.map((s) => labels[s]).join('; ')}`);
+  log('');
+
+  log('starting Ceph (mon + memstore OSD + radosgw) and building the payloads...');
+  // Both at once: the cluster mostly waits on its daemons, gzip runs on the thread pool.
+  const [ceph, data] = await Promise.all([startCephCluster(), buildData(config)]);
+  log(`radosgw at ${ceph.endpoint}`);
+  const s3 = s3Client(ceph);
+
+  // radosgw creates its pools on the first bucket (seconds); do that, and warm
+  // the cluster and the SDK up, before anything is measured.
+  const warmBucket = uniqueBucket('warmup');
+  await createBucket(s3, warmBucket);
+  const warm = new DirectS3Target(s3, warmBucket, { partSize: 0, inFlight: 1 });
+  for (const [i, p] of data.warmup.entries()) {
+    await warm.put(`w/${i}`, p);
+    await warm.get(`w/${i}`, p);
+  }
+  await dropBucket(s3, warmBucket);
+  await ceph.collectGarbage();
+
+  const samples: Sample[] = [];
+  const cpu: CpuSample[] = [];
+  const version = Math.floor(Date.now() / 1000);
+  for (let run = 0; run < config.runs; run++) {
+    const ctx = {
+      config,
+      ceph,
+      s3,
+      version,
+      run,
+      data,
+      samples,
+      cpu,
+      log: (line: string) => log(`[run ${run + 1}/${config.runs}] ${line}`),
+    };
+    for (const scenario of config.scenarios) {
+      for (const store of targetOrder(run)) await runScenario(ctx, scenario, store);
+    }
+  }
+  s3.destroy();
+
+  const rows = buildRows(samples, config);
+  const cpuRows = buildCpuRows(cpu, config);
+  const table = resultTables(rows);
+  log('');
+  log(`Results: medians of ${config.runs} runs; baseline = the same radosgw used directly`);
+  log(textTable(table.titles, table.cells, table.right));
+  log('');
+  log('CPU use per timed phase (cores; median of runs):');
+  log(
+    textTable(
+      CPU_TITLES,
+      cpuRows,
+      CPU_TITLES.map((_, i) => i >= 3),
+    ),
+  );
+  log('');
+  const unmet = rows.filter((r) => r.met === 'NOT MET');
+  const met = rows.filter((r) => r.met === 'met');
+  log(`Targets: ${met.length} met, ${unmet.length} not met`);
+  for (const r of unmet) log(`  NOT MET: ${r.scenario} / ${r.store} / ${r.metric}: ${r.median}`);
+  const durationS = (Date.now() - startedAt.getTime()) / 1000;
+  if (config.docsPath !== '') {
+    writeReport(config.docsPath, { config, machine, rows, cpuRows, startedAt, durationS });
+    log(`written to ${config.docsPath}`);
+  }
+  log(`done in ${Math.round(durationS)} s`);
+}
+
+main().then(
+  () => {
+    cleanupAll();
+    process.exit(0);
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    cleanupAll();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,222 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startCeph } from '../test/services/ceph.js';
+import type { S3Access } from './s3.js';
+
+const run = promisify(execFile);
+
+/** The project folder: the nearest parent holding package.json (this file runs compiled, from dist/bench). */
+export const ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find the project folder (no package.json above)');
+    dir = parent;
+  }
+  return dir;
+})();
+
+const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+
+// ---------------------------------------------------------------------------
+// Cleanup. Everything the benchmark starts is registered here and undone on
+// normal exit, on failure and on Ctrl-C, synchronously: an 'exit' handler
+// cannot wait for promises.
+
+const cleanups: (() => void)[] = [];
+
+/** Registers an undo step; returns a function that runs it now (once) instead. */
+export function onCleanup(step: () => void): () => void {
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    try {
+      step();
+    } catch {
+      // Best effort: one failed step must not keep the others from running.
+    }
+  };
+  cleanups.push(once);
+  return once;
+}
+
+export function cleanupAll(): void {
+  while (cleanups.length > 0) cleanups.pop()?.();
+}
+
+/** Runs the cleanup on exit and turns Ctrl-C / SIGTERM into an exit that runs it. */
+export function installExitHandlers(): void {
+  process.once('exit', cleanupAll);
+  const quit = (signal: NodeJS.Signals, code: number) => {
+    process.stderr.write(`\n${signal}: stopping the services...\n`);
+    cleanupAll();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => quit('SIGINT', 130));
+  process.once('SIGTERM', () => quit('SIGTERM', 143));
+}
+
+/** One scratch folder for the whole run, removed at the end. */
+const scratch = (() => {
+  let root: string | undefined;
+  return () => {
+    if (root === undefined) {
+      const made = mkdtempSync(join(tmpdir(), 's3dedup-bench-'));
+      root = made;
+      onCleanup(() => rmSync(made, { recursive: true, force: true }));
+    }
+    return root;
+  };
+})();
+
+let scratchDirs = 0;
+/** A fresh folder under the run's scratch folder; remove() deletes it early. */
+export function tempDir(label: string): { path: string; remove(): void } {
+  const path = join(scratch(), `${label}-${scratchDirs++}`);
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+// ---------------------------------------------------------------------------
+// Ceph
+
+export interface Ceph extends S3Access {
+  /** Processes of the cluster, by role, for CPU accounting. */
+  pids: { radosgw: number; osd: number };
+  /** Resident memory of the OSD now, in bytes: the data the cluster holds, about 2x. */
+  osdRss(): number;
+  /**
+   * Frees deleted objects now. radosgw deletes an object's head at once but
+   * hands its tail (everything past the first 4 MiB) to its garbage collector,
+   * which by default waits two hours; with a memstore OSD that is RAM held long
+   * after the benchmark deleted the data.
+   */
+  collectGarbage(): Promise<void>;
+  stop(): void;
+}
+
+export async function startCephCluster(): Promise<Ceph> {
+  // startCeph() runs ceph-cluster.sh from beside its own module, which is the
+  // compiled copy under dist/bench: put the script there too.
+  const compiledScript = fileURLToPath(
+    new URL('../test/services/ceph-cluster.sh', import.meta.url),
+  );
+  copyFileSync(join(ROOT, 'test', 'services', 'ceph-cluster.sh'), compiledScript);
+
+  const ceph = await startCeph();
+  onCleanup(() => ceph.stop());
+  const conf = join(ceph.dir, 'ceph.conf');
+  const pidOf = (name: string) =>
+    Number(readFileSync(join(ceph.dir, 'run', `${name}.pid`), 'utf8'));
+  const pids = { radosgw: pidOf('client.rgw.test'), osd: pidOf('osd.0') };
+  return {
+    endpoint: ceph.endpoint,
+    accessKey: ceph.accessKey,
+    secretKey: ceph.secretKey,
+    pids,
+    osdRss: () => procStatusBytes(pids.osd, 'VmRSS'),
+    collectGarbage: async () => {
+      await run('radosgw-admin', ['-c', conf, 'gc', 'process', '--include-all'], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
+    },
+    stop: ceph.stop,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The s3dedup server, as its own process
+
+export interface ServerProcess {
+  url: string;
+  pid: number;
+  /** Peak resident set size of the process so far (VmHWM), in bytes. */
+  peakRss(): number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the built CLI (`dist/cli/main.js server`) the way an operator does,
+ * configured by environment variables alone, and resolves once it logs that
+ * it listens. A process of its own: its memory peak and its CPU time are its
+ * own, and a restart per scenario resets the peak.
+ */
+export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'server'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      LOG_JSON: 'true',
+      LISTEN_ADDRESS: '127.0.0.1',
+      LISTEN_PORT: '0',
+      // A cleaner pass in the middle of a measurement would measure the cleaner.
+      CLEANER_ENABLED: 'false',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const kill = onCleanup(() => child.kill('SIGKILL'));
+  let out = '';
+  const collect = (d: Buffer) => {
+    // Keep the tail only: the output is for error messages.
+    out = (out + d.toString()).slice(-64 * 1024);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60_000);
+    const onData = () => {
+      for (const line of out.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: string; url?: string };
+          if (entry.msg === 'listening' && entry.url) {
+            clearTimeout(timer);
+            child.stdout?.off('data', onData);
+            resolve(entry.url);
+            return;
+          }
+        } catch {
+          // A line still being written.
+        }
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${out}`));
+    });
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('server process has no pid');
+  return {
+    url,
+    pid,
+    peakRss: () => procStatusBytes(pid, 'VmHWM'),
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timeout);
+      }
+      kill();
+    },
+  };
+}
+
+/** A "kB" field of /proc/PID/status, in bytes. */
+export function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1];
+  if (kb === undefined) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(kb) * 1024;
+}

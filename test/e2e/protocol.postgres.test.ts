@@ -1,0 +1,4 @@
+import { postgresProfile } from '../support/server.js';
+import { protocolSuite } from './protocol.suite.js';
+
+protocolSuite(postgresProfile);

@@ -103,13 +103,11 @@ export async function runScenario(
   } finally {
     await subject.close();
   }
-  // After every scenario the cluster must be back to (almost) empty: a leak
-  // here would add up to gigabytes of RAM over the runs.
-  const osd = ctx.ceph.osdRss();
-  if (osd > 3 * 1024 ** 3) {
-    throw new Error(`the Ceph OSD still holds ${fmt(osd / MB)} MB after cleanup; stopping`);
-  }
-  notes.push(`(Ceph OSD after cleanup: ${fmt(osd / MB)} MB RSS)`);
+  // After every scenario the cluster must hold nothing: it keeps objects in
+  // RAM, and a leak here would add up to gigabytes over the runs.
+  const left = await ctx.ceph.storedObjects();
+  if (left > 0) throw new Error(`radosgw still holds ${left} objects after cleanup; stopping`);
+  notes.push(`(Ceph OSD RSS after cleanup ${fmt(ctx.ceph.osdRss() / MB)} MB)`);
   ctx.log(`${scenario.padEnd(6)} ${store.padEnd(10)} ${notes.join(' | ')}`);
 }
 

@@ -87,8 +87,14 @@ export function tempDir(label: string): { path: string; remove(): void } {
 export interface Ceph extends S3Access {
   /** Processes of the cluster, by role, for CPU accounting. */
   pids: { radosgw: number; osd: number };
-  /** Resident memory of the OSD now, in bytes: the data the cluster holds, about 2x. */
+  /**
+   * Resident memory of the OSD now, in bytes. It holds the stored data (about
+   * 2x its size) but also what glibc's allocator keeps after data is deleted,
+   * so it does not fall back to zero between scenarios.
+   */
   osdRss(): number;
+  /** Objects radosgw still keeps in its data pools (object data, multipart parts). */
+  storedObjects(): Promise<number>;
   /**
    * Frees deleted objects now. radosgw deletes an object's head at once but
    * hands its tail (everything past the first 4 MiB) to its garbage collector,
@@ -98,6 +104,9 @@ export interface Ceph extends S3Access {
   collectGarbage(): Promise<void>;
   stop(): void;
 }
+
+/** radosgw's pools that hold object data (the rest is small metadata). */
+const DATA_POOLS = ['default.rgw.buckets.data', 'default.rgw.buckets.non-ec'];
 
 export async function startCephCluster(): Promise<Ceph> {
   // startCeph() runs ceph-cluster.sh from beside its own module, which is the
@@ -119,6 +128,16 @@ export async function startCephCluster(): Promise<Ceph> {
     secretKey: ceph.secretKey,
     pids,
     osdRss: () => procStatusBytes(pids.osd, 'VmRSS'),
+    storedObjects: async () => {
+      let count = 0;
+      for (const pool of DATA_POOLS) {
+        const { stdout } = await run('rados', ['-c', conf, '-p', pool, 'ls'], {
+          maxBuffer: 64 * 1024 * 1024,
+        }).catch(() => ({ stdout: '' })); // a pool radosgw has not created yet
+        count += stdout.split('\n').filter((l) => l !== '').length;
+      }
+      return count;
+    },
     collectGarbage: async () => {
       await run('radosgw-admin', ['-c', conf, 'gc', 'process', '--include-all'], {
         maxBuffer: 16 * 1024 * 1024,

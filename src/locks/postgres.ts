@@ -64,7 +64,10 @@ class PostgresLockSession implements LockSession {
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       // Both values are integers we produced; one round trip sets the wait limit and waits.
-      await client.query(`SET lock_timeout = ${timeout}; SELECT ${fn}(${key})`);
+      // The client-side limit catches a database that stopped answering altogether.
+      await client.query(
+        bounded(`SET lock_timeout = ${timeout}; SELECT ${fn}(${key})`, timeout + ANSWER_MS),
+      );
     } catch (err) {
       const code = (err as { code?: string }).code;
       let failure: unknown;
@@ -106,7 +109,7 @@ class PostgresLockSession implements LockSession {
     if (client && !this.broken) {
       const fn = entry.mode === 'shared' ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
       try {
-        await client.query(`SELECT ${fn}(${entry.key})`);
+        await client.query(bounded(`SELECT ${fn}(${entry.key})`, ANSWER_MS));
       } catch (err) {
         // The connection is gone, and its locks with it (PostgreSQL releases a
         // dead session's locks): nothing is left held, but drop the connection.
@@ -123,6 +126,14 @@ class PostgresLockSession implements LockSession {
     this.client = null;
     this.broken = undefined;
   }
+}
+
+/** How long PostgreSQL may take to answer beyond the lock wait itself. */
+const ANSWER_MS = 5000;
+
+/** A query with a client-side time limit (pg supports it per query; its types do not say so). */
+function bounded(text: string, ms: number): pg.QueryConfig {
+  return { text, query_timeout: ms } as pg.QueryConfig;
 }
 
 function processId(client: pg.PoolClient): number {

@@ -10,7 +10,7 @@ export interface PostgresOptions {
   password?: string | undefined;
   database?: string | undefined;
   max: number;
-  /** Limit on one query, server side (statement_timeout) and client side. */
+  /** Limit on one query, server side (statement_timeout) and client side; 0 for none. */
   queryTimeoutMs: number;
   /** Limit on getting a connection from the pool or opening one. */
   connectTimeoutMs: number;
@@ -38,8 +38,10 @@ export function createPool(options: PostgresOptions, logger: Logger): pg.Pool {
     max: options.max,
     connectionTimeoutMillis: options.connectTimeoutMs,
     idleTimeoutMillis: 30_000,
-    statement_timeout: options.queryTimeoutMs,
-    query_timeout: options.queryTimeoutMs + 1000,
+    // 0 = no limit (the lock pool: its waits are bounded by lock_timeout instead).
+    statement_timeout: options.queryTimeoutMs > 0 ? options.queryTimeoutMs : undefined,
+    // The client-side limit catches a server that stopped answering altogether.
+    query_timeout: options.queryTimeoutMs > 0 ? options.queryTimeoutMs + 1000 : undefined,
     application_name: options.applicationName,
     keepAlive: true,
     types,
@@ -47,6 +49,11 @@ export function createPool(options: PostgresOptions, logger: Logger): pg.Pool {
   // An idle connection that breaks (server restart) is dropped by the pool;
   // without a listener the 'error' event would crash the process.
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle PostgreSQL connection lost'));
+  // A checked-out connection that breaks emits 'error' on the client too (its
+  // pending query fails on its own): listen on every client for its lifetime.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => logger.warn({ err: err.message }, 'PostgreSQL connection lost'));
+  });
   return pool;
 }
 

@@ -4,6 +4,8 @@
 #
 #   postgres.sh start DIR PORT     initdb + start; prints the connection URL
 #   postgres.sh restart DIR        fast restart (drops every connection)
+#   postgres.sh pause DIR          stop the server, keep the data (an outage)
+#   postgres.sh resume DIR         start it again
 #   postgres.sh stop DIR           immediate stop, delete DIR
 set -euo pipefail
 
@@ -25,13 +27,18 @@ case "$cmd" in
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
     # fsync off: a test server that loses data on power loss is fine, and much faster.
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
-      start >/dev/null
+    echo "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" > "$dir/options"
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$(cat "$dir/options")" start >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
   restart)
     as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 30 -m fast restart >/dev/null
+    ;;
+  pause)
+    as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 30 -m fast stop >/dev/null
+    ;;
+  resume)
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$(cat "$dir/options")" start >/dev/null
     ;;
   stop)
     [ -d "$dir/data" ] && as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true

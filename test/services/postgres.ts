@@ -32,7 +32,7 @@ export async function startPostgres(): Promise<PostgresService & { stop(): void 
   }
 }
 
-/** Restarts the server: every connection is dropped, the data stays. */
-export async function restartPostgres(dir: string): Promise<void> {
-  await run('bash', [SCRIPT, 'restart', dir]);
+/** Stops ('pause') or starts again ('resume') the server of a cluster; the data stays. */
+export async function postgresOutage(dir: string, action: 'pause' | 'resume'): Promise<void> {
+  await run('bash', [SCRIPT, action, dir]);
 }

@@ -1,0 +1,28 @@
+import pino from 'pino';
+import { inject } from 'vitest';
+import { S3BlobStore } from '../../src/blobstore/s3.js';
+import { uniqueBucket } from './server.js';
+
+/** An S3BlobStore on the test radosgw, with small parts so multipart paths are cheap to reach. */
+export function openTestS3(overrides: Partial<Parameters<typeof S3BlobStore.open>[0]> = {}) {
+  const s3 = inject('s3');
+  return S3BlobStore.open({
+    endpoint: s3.endpoint,
+    accessKeyId: s3.accessKey,
+    secretAccessKey: s3.secretKey,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    bucket: uniqueBucket(),
+    partSize: 5 * 1024 * 1024,
+    partsPerUpload: 4,
+    uploadBuffer: 64 * 1024 * 1024,
+    maxObjectSize: 5 * 1024 ** 3,
+    connectTimeoutMs: 2000,
+    requestTimeoutMs: 10_000,
+    idleTimeoutMs: 10_000,
+    maxSockets: 32,
+    maxAttempts: 3,
+    logger: pino({ level: 'silent' }),
+    ...overrides,
+  });
+}

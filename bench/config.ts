@@ -19,6 +19,8 @@ export interface BenchConfig {
   large: { mib: number; partSize: number; partsInFlight: number };
   /** Where the Markdown report goes; empty = do not write it. */
   docsPath: string;
+  /** When set, every server process writes a V8 CPU profile (--cpu-prof) under this folder. */
+  cpuProfileDir: string | undefined;
 }
 
 const KiB = 1024;
@@ -69,6 +71,7 @@ export function loadBenchConfig(defaultDocsPath: string): BenchConfig {
       partsInFlight: 4,
     },
     docsPath: process.env.BENCH_DOCS ?? defaultDocsPath,
+    cpuProfileDir: process.env.BENCH_CPU_PROF || undefined,
   };
   // The medium set sits in the cluster whole (the dedup scenario keeps it to re-upload).
   if (config.medium.count * config.medium.size > 1024 * MiB) {

@@ -36,7 +36,9 @@ export function describeMachine(): MachineInfo {
     os,
     kernel: release(),
     node: process.version,
-    ceph: firstLine('radosgw', ['--version']).replace(/ \([0-9a-f]{40}\)/, ''),
+    ceph: firstLine('radosgw', ['--version'])
+      .replace(/ \([0-9a-f]{40}\)/, '')
+      .replace(/^ceph version/, 'Ceph'),
   };
 }
 
@@ -46,7 +48,7 @@ export function machineLines(m: MachineInfo): string[] {
     `RAM: ${m.ramGiB} GiB`,
     `OS: ${m.os}, kernel ${m.kernel}`,
     `Node.js: ${m.node}`,
-    `S3 server: ${m.ceph} radosgw, single-node cluster with a memstore OSD, on the same machine`,
+    `S3 server: ${m.ceph} radosgw (one monitor, one memstore OSD), on the same machine`,
   ];
 }
 

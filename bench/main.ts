@@ -3,7 +3,12 @@
  * (a throw-away Ceph radosgw and s3dedup server processes), runs every
  * scenario against the filesystem store, the S3 store and S3 used directly,
  * several times, prints medians and ratios, and writes docs/benchmarks.md.
- * Environment variables (bench/config.ts) make a quick check cheaper.
+ *
+ * Environment (bench/config.ts): BENCH_RUNS (3), BENCH_SCENARIOS
+ * (small,medium,large,dedup), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
+ * (2000, 1024, 8), BENCH_MEDIUM_COUNT / _SIZE / _CONCURRENCY (200, 1 MiB, 4),
+ * BENCH_LARGE_MIB (1024), BENCH_DOCS (report path; empty = none) and
+ * BENCH_CPU_PROF=DIR (V8 CPU profile of every server process; slows it down).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -119,7 +124,15 @@ async function main(): Promise<void> {
   for (const r of unmet) log(`  NOT MET: ${r.scenario} / ${r.store} / ${r.metric}: ${r.median}`);
   const durationS = (Date.now() - startedAt.getTime()) / 1000;
   if (config.docsPath !== '') {
-    writeReport(config.docsPath, { config, machine, rows, cpuRows, startedAt, durationS });
+    writeReport(config.docsPath, {
+      root: ROOT,
+      config,
+      machine,
+      rows,
+      cpuRows,
+      startedAt,
+      durationS,
+    });
     log(`written to ${config.docsPath}`);
   }
   log(`done in ${Math.round(durationS)} s`);

@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BenchConfig, ScenarioId } from './config.js';
 import { type MachineInfo, machineLines } from './machine.js';
 import { type CpuSample, METRIC, type Metric, type Sample } from './scenarios.js';
@@ -338,6 +339,8 @@ const KEEP_MARKER =
   '<!-- Everything above this line is written by `npm run bench`; notes below it are kept. -->';
 
 export interface ReportInput {
+  /** The project folder (for its formatter). */
+  root: string;
   config: BenchConfig;
   machine: MachineInfo;
   rows: Row[];
@@ -358,26 +361,26 @@ ${unmet.length === 0 ? 'all met.' : `${unmet.length} not met (see the notes belo
 
 ## How measured
 
-* **Everything on one machine.** The benchmark starts a throw-away Ceph
+- **Everything on one machine.** The benchmark starts a throw-away Ceph
   cluster (one monitor, one memstore OSD, one radosgw: \`test/services/ceph-cluster.sh\`)
   and, per scenario and store, a fresh s3dedup server process
   (\`dist/cli/main.js server\`, SQLite metadata, default settings, cleaner
   off), all on the same cores as the benchmark client. Every figure includes
   that CPU contention: the client, the server, radosgw and the OSD share
   ${r.machine.cores} cores (see the CPU table).
-* **Stores.** \`filesystem\`: blobs in a folder on the local disk.
+- **Stores.** \`filesystem\`: blobs in a folder on the local disk.
   \`s3 (radosgw)\`: blobs in a bucket of the Ceph radosgw. **Baseline**: the
   same payloads PUT and GET directly to the same radosgw with the AWS SDK
   (\`@aws-sdk/client-s3\`), measured in the same run. Each run goes through the
   scenarios in order and, within a scenario, through the three targets in an
   order that rotates from run to run.
-* **Requests** are shaped like the Python Filetracker client's: gzip (level 9)
+- **Requests** are shaped like the Python Filetracker client's: gzip (level 9)
   body, \`SHA256-Checksum\`, \`Logical-Size\`, \`last_modified\` as a
   urlencoded RFC 2822 date, python-requests' headers, keep-alive connections.
   GETs take the stored gzip bytes. The client hashes every body it receives and
   checks it (length and SHA-256), on both the s3dedup and the baseline side.
   Each target gets a warm-up of ${config.small.warmup} small PUT+GETs before measuring.
-* **Scenarios.** (a) ${config.small.count} distinct 1 KiB text files at
+- **Scenarios.** (a) ${config.small.count} distinct 1 KiB text files at
   concurrency ${config.small.concurrency}: PUT all, then GET all; ops/s and
   per-request latency. (b) ${config.medium.count} files of 1 MiB random
   (incompressible, distinct) content at concurrency ${config.medium.concurrency};
@@ -389,18 +392,18 @@ ${unmet.length === 0 ? 'all met.' : `${unmet.length} not met (see the notes belo
   (timed); the S3 store's server reaches radosgw through a counting HTTP proxy
   that tallies every request S3 receives by method. The baseline here is a
   plain upload of the same files (S3 does not deduplicate).
-* **Memory**: peak RSS (VmHWM from \`/proc/PID/status\`) of the server process,
+- **Memory**: peak RSS (VmHWM from \`/proc/PID/status\`) of the server process,
   restarted for every scenario so each peak is that scenario's own (warm-up included).
-* **Statistics**: the median of the ${config.runs} runs; the ratio is the median
+- **Statistics**: the median of the ${config.runs} runs; the ratio is the median
   of each run's value divided by the baseline of the same run (for latencies,
   lower is better). Counts that must hold always are shown for the worst run.
-* After each scenario its bucket is emptied and deleted and radosgw's garbage
+- After each scenario its bucket is emptied and deleted and radosgw's garbage
   collector is run, so the in-memory cluster never holds more than one scenario's data.
 
 ## Machine
 
 ${machineLines(r.machine)
-  .map((l) => `* ${l}`)
+  .map((l) => `- ${l}`)
   .join('\n')}
 
 ## Results
@@ -434,4 +437,14 @@ export function writeReport(path: string, input: ReportInput): void {
   }
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, generated(input) + notes.replace(/^\n*/, '\n'));
+  // The project's formatter owns Markdown too (`biome check .` covers docs/):
+  // let it lay the tables out, so a fresh report passes the lint as written.
+  try {
+    execFileSync(join(input.root, 'node_modules', '.bin', 'biome'), ['format', '--write', path], {
+      cwd: input.root,
+      stdio: 'ignore',
+    });
+  } catch {
+    process.stderr.write(`note: could not format ${path} with biome\n`);
+  }
 }

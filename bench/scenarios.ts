@@ -73,7 +73,10 @@ export async function runScenario(
   scenario: ScenarioId,
   store: Store,
 ): Promise<void> {
-  const subject = await openSubject(ctx, store, { countS3: scenario === 'dedup' });
+  const subject = await openSubject(ctx, store, {
+    countS3: scenario === 'dedup',
+    label: `run${ctx.run + 1}-${scenario}-${store}`,
+  });
   const notes: string[] = [];
   const record = (metric: Metric, value: number) =>
     ctx.samples.push({ run: ctx.run, scenario, store, metric, value });

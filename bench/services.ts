@@ -165,8 +165,11 @@ export interface ServerProcess {
  * it listens. A process of its own: its memory peak and its CPU time are its
  * own, and a restart per scenario resets the peak.
  */
-export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'server'], {
+export async function startServer(
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'server'], {
     env: {
       PATH: process.env.PATH ?? '',
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',

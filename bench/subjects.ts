@@ -41,7 +41,7 @@ export interface SubjectDeps {
 export async function openSubject(
   deps: SubjectDeps,
   store: Store,
-  options: { countS3?: boolean } = {},
+  options: { countS3?: boolean; label?: string } = {},
 ): Promise<Subject> {
   const { ceph, s3, config } = deps;
   const cephPids = { radosgw: ceph.pids.radosgw, osd: ceph.pids.osd };
@@ -82,9 +82,13 @@ export async function openSubject(
       BUCKET_NAME: bucket,
     });
   }
+  const profile = config.cpuProfileDir;
+  const nodeArgs = profile
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(profile, options.label ?? store)}`]
+    : [];
   let server: ServerProcess;
   try {
-    server = await startServer(env);
+    server = await startServer(env, nodeArgs);
   } catch (err) {
     await proxy?.close();
     dir.remove();

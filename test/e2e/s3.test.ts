@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { S3BlobStore } from '../../src/blobstore/s3.js';
 import { extraRadosgw } from '../services/ceph.js';
@@ -280,7 +280,14 @@ describe('S3 failures', () => {
 
   it('S3 hanging or answering 500: 503 within a bounded time, then recovery', async () => {
     const proxy = await faultProxy(inject('s3').endpoint);
+    // Create the bucket first: with one-second timeouts, radosgw's first
+    // bucket creation (it makes its pools lazily) could time out.
+    const bucket = uniqueBucket();
+    const admin = sdk();
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    admin.destroy();
     const srv = await startTestServer(s3Profile, {
+      BUCKET_NAME: bucket,
       S3_ENDPOINT: proxy.url,
       S3_REQUEST_TIMEOUT: '1',
       S3_CONNECT_TIMEOUT: '1',

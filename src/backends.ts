@@ -28,7 +28,7 @@ export async function openBackends(config: Config, logger: Logger): Promise<Back
   };
   try {
     const pools = await openPools(config, logger, opened);
-    const meta = await openMeta(config, pools);
+    const meta = await openMeta(config, pools, logger);
     opened.push(meta);
     const blobs = await openBlobs(config, logger);
     opened.push(blobs);
@@ -92,11 +92,11 @@ async function openPools(
   return pools;
 }
 
-async function openMeta(config: Config, pools: Pools): Promise<MetaStore> {
+async function openMeta(config: Config, pools: Pools, logger: Logger): Promise<MetaStore> {
   if (config.KVSTORAGE_TYPE === 'sqlite') return new SqliteMetaStore({ path: config.SQLITE_PATH });
   if (!pools.query) throw new UnsupportedBackendError('no PostgreSQL pool');
   const { PostgresMetaStore } = await import('./metastore/postgres.js');
-  return PostgresMetaStore.open(pools.query);
+  return PostgresMetaStore.open(pools.query, { waitMs: config.STARTUP_TIMEOUT * 1000, logger });
 }
 
 async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
@@ -110,24 +110,27 @@ async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
   };
   // Loaded only when used: the AWS SDK costs about 20 MB of resident memory.
   const { S3BlobStore } = await import('./blobstore/s3.js');
-  return S3BlobStore.open({
-    endpoint: required('S3_ENDPOINT'),
-    accessKeyId: required('S3_ACCESS_KEY'),
-    secretAccessKey: required('S3_SECRET_KEY'),
-    region: config.S3_REGION,
-    forcePathStyle: config.S3_FORCE_PATH_STYLE,
-    bucket: config.BUCKET_NAME,
-    partSize: config.S3_PART_SIZE,
-    partsPerUpload: config.S3_PARTS_PER_UPLOAD,
-    uploadBuffer: config.S3_UPLOAD_BUFFER,
-    maxObjectSize: maxStoredSize(config.MAX_UPLOAD_SIZE),
-    connectTimeoutMs: config.S3_CONNECT_TIMEOUT * 1000,
-    requestTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
-    idleTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
-    maxSockets: config.S3_MAX_SOCKETS,
-    maxAttempts: 3,
-    logger,
-  });
+  return S3BlobStore.open(
+    {
+      endpoint: required('S3_ENDPOINT'),
+      accessKeyId: required('S3_ACCESS_KEY'),
+      secretAccessKey: required('S3_SECRET_KEY'),
+      region: config.S3_REGION,
+      forcePathStyle: config.S3_FORCE_PATH_STYLE,
+      bucket: config.BUCKET_NAME,
+      partSize: config.S3_PART_SIZE,
+      partsPerUpload: config.S3_PARTS_PER_UPLOAD,
+      uploadBuffer: config.S3_UPLOAD_BUFFER,
+      maxObjectSize: maxStoredSize(config.MAX_UPLOAD_SIZE),
+      connectTimeoutMs: config.S3_CONNECT_TIMEOUT * 1000,
+      requestTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
+      idleTimeoutMs: config.S3_REQUEST_TIMEOUT * 1000,
+      maxSockets: config.S3_MAX_SOCKETS,
+      maxAttempts: 3,
+      logger,
+    },
+    config.STARTUP_TIMEOUT * 1000,
+  );
 }
 
 async function openLocks(config: Config, pools: Pools, logger: Logger): Promise<LockManager> {

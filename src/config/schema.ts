@@ -277,6 +277,11 @@ export const VARIABLES = {
   },
   S3_CONNECT_TIMEOUT: { schema: seconds(0.1, 600), default: 5, doc: 'seconds to connect to S3' },
   S3_MAX_SOCKETS: { schema: integer(1, 10000), default: 64, doc: 'connections to S3 at most' },
+  STARTUP_TIMEOUT: {
+    schema: seconds(0, 3600),
+    default: 30,
+    doc: 'seconds start-up keeps retrying a database or S3 server that is not reachable yet',
+  },
   SHUTDOWN_TIMEOUT: {
     schema: seconds(0, 3600),
     default: 30,

@@ -1,6 +1,7 @@
 import type pg from 'pg';
-import { contentCollected } from '../errors.js';
+import { contentCollected, isAppError } from '../errors.js';
 import { advisoryKey } from '../locks/keys.js';
+import type { Logger } from '../observability/logger.js';
 import { isRetryable, mapPgError } from '../postgres/pool.js';
 import type {
   BlobRecord,
@@ -51,11 +52,30 @@ const TX_ATTEMPTS = 5;
 export class PostgresMetaStore implements MetaStore {
   private constructor(private readonly pool: pg.Pool) {}
 
-  /** Applies pending migrations (safely, when several instances start at once) and returns the store. */
-  static async open(pool: pg.Pool): Promise<PostgresMetaStore> {
+  /**
+   * Applies pending migrations (safely, when several instances start at once)
+   * and returns the store. A database that is not reachable yet (everything
+   * starting together) is retried until `waitMs` has passed.
+   */
+  static async open(
+    pool: pg.Pool,
+    options: { waitMs?: number; logger?: Logger } = {},
+  ): Promise<PostgresMetaStore> {
     const store = new PostgresMetaStore(pool);
-    await store.migrate();
-    return store;
+    const until = Date.now() + (options.waitMs ?? 0);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.migrate();
+        return store;
+      } catch (err) {
+        if (!isAppError(err, 'BACKEND_UNAVAILABLE') || Date.now() > until) throw err;
+        options.logger?.warn(
+          { attempt, err: err.message },
+          'PostgreSQL not reachable yet; retrying',
+        );
+        await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
+      }
+    }
   }
 
   private async migrate(): Promise<void> {

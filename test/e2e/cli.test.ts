@@ -91,3 +91,46 @@ describe('s3dedup command line', () => {
     expect(server.output()).toMatch(/shutting down/);
   });
 });
+
+describe('s3dedup server with PostgreSQL', () => {
+  it('warns that LOCKS_TYPE=memory is for one instance when the metadata is in PostgreSQL', async () => {
+    const { createTestDatabase } = await import('../support/postgres.js');
+    const dir = await makeTempDir();
+    const server = await startServerProcess({
+      KVSTORAGE_TYPE: 'postgres',
+      LOCKS_TYPE: 'memory',
+      DATABASE_URL: await createTestDatabase(),
+      STORAGE_PATH: join(dir.path, 'blobs'),
+      TEMP_DIR: join(dir.path, 'tmp'),
+    });
+    try {
+      expect(server.output()).toMatch(
+        /several instances sharing the database need LOCKS_TYPE=postgres/,
+      );
+      expect((await http(`${server.url}/version`)).status).toBe(200);
+    } finally {
+      await server.stop();
+      await dir.remove();
+    }
+  });
+
+  it('refuses to start when PostgreSQL stays unreachable, naming it', async () => {
+    const dir = await makeTempDir();
+    try {
+      const { code, output } = await runCli(['server'], {
+        KVSTORAGE_TYPE: 'postgres',
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none',
+        POSTGRES_CONNECT_TIMEOUT: '0.2',
+        STARTUP_TIMEOUT: '1',
+        STORAGE_PATH: join(dir.path, 'blobs'),
+        TEMP_DIR: join(dir.path, 'tmp'),
+        LISTEN_PORT: '0',
+        LOG_JSON: 'true',
+      });
+      expect(code).toBe(1);
+      expect(output).toMatch(/database unavailable/);
+    } finally {
+      await dir.remove();
+    }
+  }, 60_000);
+});

@@ -63,6 +63,7 @@ const A: Record<string, string | number | boolean> = {
   S3_MAX_SOCKETS: 20,
   LOCK_TIMEOUT: 1,
   CLIENT_IDLE_TIMEOUT: 5,
+  STARTUP_TIMEOUT: 7,
   SHUTDOWN_TIMEOUT: 3,
 };
 const B: Record<string, string> = {
@@ -112,6 +113,7 @@ const B: Record<string, string> = {
   S3_MAX_SOCKETS: '30',
   LOCK_TIMEOUT: '2.5',
   CLIENT_IDLE_TIMEOUT: '6',
+  STARTUP_TIMEOUT: '8',
   SHUTDOWN_TIMEOUT: '4',
 };
 

@@ -13,6 +13,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadBenchConfig } from './config.js';
+import { writeReport } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
 import { largePayload, randomPayloads, smallPayloads } from './payloads.js';
 import {
@@ -22,7 +23,6 @@ import {
   resultTables,
   scenarioLabels,
   textTable,
-  writeReport,
 } from './report.js';
 import { createBucket, dropBucket, s3Client, uniqueBucket } from './s3.js';
 import { type BenchData, type CpuSample, runScenario, type Sample } from './scenarios.js';

@@ -102,10 +102,14 @@ export async function runScenario(
   } catch (err) {
     const output = subject.server?.output();
     if (output) process.stderr.write(`server output (tail):\n${output}\n`);
-    throw err;
-  } finally {
-    await subject.close();
+    // Report the failure, not a follow-up error of the cleanup.
+    await subject.close().catch(() => {});
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(`scenario ${scenario} on ${store} (run ${ctx.run + 1}): ${message}`, {
+      cause: err,
+    });
   }
+  await subject.close();
   // After every scenario the cluster must hold nothing: it keeps objects in
   // RAM, and a leak here would add up to gigabytes over the runs.
   const left = await ctx.ceph.storedObjects();

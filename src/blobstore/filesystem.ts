@@ -1,5 +1,14 @@
 import { constants, type Dirent } from 'node:fs';
-import { access, link, mkdir, open, opendir, stat, unlink } from 'node:fs/promises';
+import {
+  access,
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  opendir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +26,12 @@ import type {
 /** Folder under the root for files being written; outside the key layout, so the cleaner never sees it. */
 const INCOMING = '.incoming';
 const READ_CHUNK = 256 * 1024;
+/**
+ * Objects up to this size are read whole in one read() and returned as a
+ * Buffer: a stream over them would cost a 256 KiB buffer and an extra read
+ * to find the end, for a few KiB of data.
+ */
+const WHOLE_READ = 64 * 1024;
 
 const SAFE_KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
@@ -54,7 +69,7 @@ export class FilesystemBlobStore implements BlobStore {
     return join(this.root, ...key.split('/'));
   }
 
-  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: Readable | Buffer, options: PutOptions = {}): Promise<PutResult> {
     const final = this.pathOf(key);
     const temp = join(this.incoming, tempName('incoming'));
     try {
@@ -85,6 +100,8 @@ export class FilesystemBlobStore implements BlobStore {
       try {
         const info = await handle.stat();
         if (!info.isFile()) throw backendUnavailable('storage', `${key} is not a regular file`);
+        if (info.size <= WHOLE_READ)
+          return { body: await readExactly(handle, info.size), size: info.size };
         return { body: handle.createReadStream({ highWaterMark: READ_CHUNK }), size: info.size };
       } catch (err) {
         await handle.close();
@@ -163,10 +180,20 @@ export class FilesystemBlobStore implements BlobStore {
 }
 
 /** Copies `body` into a new file and fsyncs it; returns the byte count. */
-async function writeDurably(path: string, body: Readable, signal?: AbortSignal): Promise<number> {
+async function writeDurably(
+  path: string,
+  body: Readable | Buffer,
+  signal?: AbortSignal,
+): Promise<number> {
   const handle = await open(path, 'wx', 0o600);
   let size = 0;
   try {
+    if (Buffer.isBuffer(body)) {
+      // writeFile loops until every byte is written (a single write may be short).
+      await handle.writeFile(body, signal ? { signal } : {});
+      await handle.sync();
+      return body.length;
+    }
     const sink = new Writable({
       highWaterMark: READ_CHUNK,
       writev(chunks, callback) {
@@ -183,6 +210,20 @@ async function writeDurably(path: string, body: Readable, signal?: AbortSignal):
   } finally {
     await handle.close();
   }
+}
+
+/** The whole file (of `size` bytes) into one buffer; closes the handle. */
+async function readExactly(handle: FileHandle, size: number): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(size);
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await handle.read(bytes, done, size - done, done);
+    // Blobs never change once created: a short file means someone else touched it.
+    if (bytesRead === 0) throw backendUnavailable('storage', 'blob file shrank while being read');
+    done += bytesRead;
+  }
+  await handle.close();
+  return bytes;
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -16,8 +16,11 @@ export interface BlobStore {
    * `beforeCommit` runs after the last byte has been received and made durable
    * and before the object becomes visible; if it throws, nothing is stored and
    * the error propagates. The dedup core verifies checksums there.
+   *
+   * `body` is a stream, or a Buffer when the whole object is already in
+   * memory (small uploads), which spares the store a stream's overhead.
    */
-  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+  put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<PutResult>;
 
   /** Opens the object for reading, or null if there is no such key. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<BlobReader | null>;
@@ -50,7 +53,12 @@ export interface PutResult {
 }
 
 export interface BlobReader {
-  body: Readable;
+  /**
+   * The object's bytes: a stream, or the whole object in one Buffer when the
+   * store has already read it (small objects), which a server can send
+   * without a stream's per-request overhead.
+   */
+  body: Readable | Buffer;
   size: number;
 }
 

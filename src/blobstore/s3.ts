@@ -1,6 +1,6 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -174,8 +174,10 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, input: Readable | Buffer, options: PutOptions = {}): Promise<PutResult> {
     const { signal } = options;
+    // One path for both: a buffer is copied into a part buffer like any stream's bytes.
+    const body = Buffer.isBuffer(input) ? Readable.from([input]) : input;
     // Reads of the body do not watch the signal themselves: destroying the body ends them.
     const onAbort = () =>
       body.destroy(Object.assign(new Error('upload aborted'), { name: 'AbortError' }));

@@ -18,7 +18,16 @@ import {
   withLock,
 } from '../locks/port.js';
 import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.js';
-import { type BodyEncoding, type ContentHints, ingest, type Measured } from './ingest.js';
+import {
+  type BodyEncoding,
+  type ContentHints,
+  type IngestSpec,
+  ingest,
+  type Measured,
+  measureBuffer,
+  readWhole,
+  SMALL_BODY,
+} from './ingest.js';
 import { blobKey, SHA256_HEX } from './keys.js';
 import { SpillBuffer } from './spill.js';
 
@@ -56,8 +65,8 @@ export interface PutOutcome {
 
 export interface OpenedFile {
   file: FileRecord;
-  /** The stored gzip bytes. */
-  body: Readable;
+  /** The stored gzip bytes (a Buffer for small objects the store read whole). */
+  body: Readable | Buffer;
 }
 
 /** Paths per metadata query while listing. */
@@ -182,13 +191,16 @@ export class FileService {
     session: LockSession,
     signal?: AbortSignal,
   ): Promise<BlobFacts> {
-    const spec = {
+    const spec: IngestSpec = {
       encoding: req.encoding,
       hints: req.hints,
       verify: this.o.verifyHints,
       maxLogicalSize: this.o.maxUploadSize,
       gzipLevel: this.o.gzipLevel,
     };
+    if (req.declaredLength !== undefined && req.declaredLength <= SMALL_BODY) {
+      return this.storeSmall(req, req.declaredLength, spec, session, signal);
+    }
     const declared = req.hints.sha256;
 
     if (declared !== undefined) {
@@ -245,6 +257,43 @@ export class FileService {
     } finally {
       await spill.dispose();
     }
+  }
+
+  /**
+   * storeContent() for a body of at most SMALL_BODY bytes: read whole, checked
+   * in memory, and stored from one buffer. Same order as the streaming paths:
+   * nothing is stored unless the body checks out, nothing is uploaded when
+   * the content is already stored.
+   */
+  private async storeSmall(
+    req: PutRequest,
+    length: number,
+    spec: IngestSpec,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    const measured = await measureBuffer(await readWhole(req.body, length, signal), spec);
+    const hash = measured.sha256;
+    const existing = await this.o.meta.getBlob(hash);
+    if (existing) {
+      if (existing.refcount === 0) await this.o.meta.touchBlob(hash, this.now());
+      return this.reuse(hash, session, signal);
+    }
+    const bytes = await measured.stored();
+    const commit = this.commitGuard(hash, session, signal);
+    let created: boolean;
+    try {
+      const stored = await this.o.blobs.put(this.key(hash), bytes, {
+        size: bytes.length,
+        beforeCommit: commit.acquire,
+        signal,
+      });
+      created = stored.created;
+    } finally {
+      await commit.release();
+    }
+    const facts = { sha256: hash, logicalSize: measured.logicalSize, storedSize: bytes.length };
+    return this.adopt(facts, created, session, signal);
   }
 
   /**

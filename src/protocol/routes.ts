@@ -91,7 +91,8 @@ export function registerFiletrackerRoutes(
     fileHeaders(reply, file, gzip);
     if (gzip) return reply.send(body);
     // pipeline destroys the stored stream too if the client leaves mid-way.
-    const inflated = pipeCallback(body, createGunzip({ chunkSize: 256 * 1024 }), (err) => {
+    const stored = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+    const inflated = pipeCallback(stored, createGunzip({ chunkSize: 256 * 1024 }), (err) => {
       if (err && !signal.aborted)
         request.log.error({ err, path }, 'failed to inflate stored content');
     });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type Database from 'better-sqlite3';
 import type { BlobStore } from '../../src/blobstore/port.js';
@@ -91,7 +92,8 @@ export async function checkInvariants(
     const hash = createHash('sha256');
     let logical = 0;
     try {
-      for await (const chunk of reader.body.pipe(createGunzip())) {
+      const stored = Buffer.isBuffer(reader.body) ? Readable.from([reader.body]) : reader.body;
+      for await (const chunk of stored.pipe(createGunzip())) {
         hash.update(chunk as Buffer);
         logical += (chunk as Buffer).length;
       }

@@ -2,7 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { type IngestSpec, ingest } from '../../src/dedup/ingest.js';
+import {
+  type IngestSpec,
+  ingest,
+  measureBuffer,
+  readWhole,
+  SMALL_BODY,
+} from '../../src/dedup/ingest.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -170,5 +176,113 @@ describe('ingest', () => {
     body.push(Buffer.alloc(1000));
     setTimeout(() => body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 10);
     expect(await code(ingest(body, spec(), collector().sink))).toBe('CLIENT_ABORTED');
+  });
+});
+
+/**
+ * The in-memory path for small bodies must accept and refuse exactly what the
+ * streaming path does, with the same error codes.
+ */
+describe('measureBuffer (small bodies read whole)', () => {
+  const gzipOf = (b: Buffer) => gzipSync(b, { level: 9 });
+
+  it('measures a raw body and compresses it only when asked for the bytes', async () => {
+    const content = randomBytes(20_000);
+    const m = await measureBuffer(
+      content,
+      spec({ hints: { sha256: sha(content), logicalSize: content.length } }),
+    );
+    expect(m.sha256).toBe(sha(content));
+    expect(m.logicalSize).toBe(content.length);
+    expect(gunzipSync(await m.stored()).equals(content)).toBe(true);
+  });
+
+  it('keeps a gzip body byte for byte, multi-member included', async () => {
+    const a = Buffer.from('first part ');
+    const b = Buffer.from('second part');
+    const gz = Buffer.concat([gzipOf(a), gzipOf(b)]);
+    const m = await measureBuffer(gz, spec({ encoding: 'gzip' }));
+    expect(m.sha256).toBe(sha(Buffer.concat([a, b])));
+    expect(m.logicalSize).toBe(a.length + b.length);
+    expect((await m.stored()).equals(gz)).toBe(true);
+  });
+
+  it('rejects a lying checksum or size, for raw and gzip bodies, like ingest()', async () => {
+    const content = Buffer.from('the real content');
+    for (const encoding of ['identity', 'gzip'] as const) {
+      const body = encoding === 'gzip' ? gzipOf(content) : content;
+      const cases: Array<[IngestSpec['hints'], string]> = [
+        [{ sha256: sha(Buffer.from('other')) }, 'CHECKSUM_MISMATCH'],
+        [{ logicalSize: content.length + 1 }, 'SIZE_MISMATCH'],
+        [{ logicalSize: content.length - 1 }, 'SIZE_MISMATCH'],
+      ];
+      for (const [hints, expected] of cases) {
+        expect(await code(measureBuffer(body, spec({ encoding, hints })))).toBe(expected);
+        expect(await code(ingest(Readable.from([body]), spec({ encoding, hints }), null))).toBe(
+          expected,
+        );
+      }
+    }
+  });
+
+  it.each([
+    ['not gzip at all', Buffer.from('plain text, labelled gzip')],
+    ['truncated', gzipSync(Buffer.from('abc'.repeat(1000))).subarray(0, 30)],
+    ['trailing garbage', Buffer.concat([gzipSync(Buffer.from('x')), Buffer.from('junk')])],
+    ['trailing zeros', Buffer.concat([gzipSync(Buffer.from('x')), Buffer.alloc(16)])],
+    ['empty', Buffer.alloc(0)],
+  ])('rejects a gzip body that is %s', async (_name, body) => {
+    expect(await code(measureBuffer(body, spec({ encoding: 'gzip' })))).toBe('INVALID_GZIP');
+  });
+
+  it('cuts off a small gzip bomb at the limit', async () => {
+    // 60 MiB of zeros in about 60 KiB: fits a small body, inflates 1000-fold.
+    const bomb = gzipSync(Buffer.alloc(60 * MiB), { level: 9 });
+    expect(bomb.length).toBeLessThanOrEqual(SMALL_BODY);
+    const before = process.memoryUsage().arrayBuffers;
+    expect(
+      await code(measureBuffer(bomb, spec({ encoding: 'gzip', maxLogicalSize: 1 * MiB }))),
+    ).toBe('TOO_LARGE');
+    expect(
+      await code(measureBuffer(bomb, spec({ encoding: 'gzip', hints: { logicalSize: 10 } }))),
+    ).toBe('SIZE_MISMATCH');
+    // The inflated bytes were hashed and dropped, never collected.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * MiB);
+  });
+
+  it('refuses a raw body past the limit', async () => {
+    expect(await code(measureBuffer(Buffer.alloc(2000), spec({ maxLogicalSize: 1000 })))).toBe(
+      'TOO_LARGE',
+    );
+  });
+
+  it('with trusted hints keeps gzip bytes without inflating them', async () => {
+    const bytes = Buffer.from('not even gzip, but trusted');
+    const hints = { sha256: 'a'.repeat(64), logicalSize: 5 };
+    const m = await measureBuffer(bytes, spec({ encoding: 'gzip', verify: false, hints }));
+    expect({ sha256: m.sha256, logicalSize: m.logicalSize }).toEqual(hints);
+    expect((await m.stored()).equals(bytes)).toBe(true);
+  });
+});
+
+describe('readWhole', () => {
+  it('collects a body arriving in pieces', async () => {
+    const body = Readable.from([Buffer.from('abc'), Buffer.from('defg')]);
+    expect((await readWhole(body, 7)).toString()).toBe('abcdefg');
+  });
+
+  it('reports a body that fails midway, or was gone already, as the client going away', async () => {
+    const body = new PassThrough();
+    body.write(Buffer.alloc(100));
+    setTimeout(() => body.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })), 10);
+    expect(await code(readWhole(body, 1000))).toBe('CLIENT_ABORTED');
+    const gone = new PassThrough();
+    gone.on('error', () => {});
+    gone.destroy(new Error('aborted'));
+    expect(await code(readWhole(gone, 10))).toBe('CLIENT_ABORTED');
+  });
+
+  it('refuses a body shorter than announced', async () => {
+    expect(await code(readWhole(Readable.from([Buffer.from('abc')]), 10))).toBe('CLIENT_ABORTED');
   });
 });

@@ -5,7 +5,7 @@
  * results in docs/benchmarks.md mean.
  */
 
-export const SCENARIOS = ['small', 'medium', 'large', 'dedup'] as const;
+export const SCENARIOS = ['small', 'medium', 'large', 'dedup', 'postgres'] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {

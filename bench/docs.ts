@@ -73,6 +73,15 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   paths (timed); the S3 store's server reaches radosgw through a counting HTTP
   proxy that tallies every request S3 receives, by method. Its baseline is a
   plain upload of the same files (S3 does not deduplicate).
+  (${labels.postgres}) the small-file workload of (a) on the multi-instance
+  deployment: PostgreSQL metadata and advisory locks (\`KVSTORAGE_TYPE\` and
+  \`LOCKS_TYPE=postgres\`, a throw-away PostgreSQL server from
+  \`test/services/postgres.sh\` on the same machine, a fresh database each
+  time) and one shared bucket, with one instance and with three; with three,
+  request i goes to instance i mod 3 (as a load balancer would spread it), so
+  files are often read through another instance than the one that wrote them.
+  CPU "s3dedup server" is then the three instances together, and peak RSS the
+  largest of them. SPEC §9 sets no target for it.
 - **Memory**: peak RSS (VmHWM from \`/proc/PID/status\`) of the server
   process, which is restarted for every scenario so each peak is that
   scenario's own (warm-up included).

@@ -89,11 +89,18 @@ export type CpuUse = Record<string, number>;
  * to all the cores is CPU-bound on this machine, not limited by the code's
  * design. `client` is this benchmark process (it also runs the counting proxy).
  */
-export function cpuMeter(pids: Record<string, number>): { stop(): CpuUse } {
+/** CPU seconds of a process, or of several together (the instances of one role). */
+function cpuSecondsOfAll(pids: number | number[]): number {
+  return (Array.isArray(pids) ? pids : [pids]).reduce((sum, pid) => sum + cpuSecondsOf(pid), 0);
+}
+
+export function cpuMeter(pids: Record<string, number | number[]>): { stop(): CpuUse } {
   const t0 = performance.now();
   const self0 = process.cpuUsage();
   const m0 = machineSeconds();
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
+  const before = Object.fromEntries(
+    Object.entries(pids).map(([k, pid]) => [k, cpuSecondsOfAll(pid)]),
+  );
   return {
     stop() {
       const seconds = (performance.now() - t0) / 1000;
@@ -101,7 +108,7 @@ export function cpuMeter(pids: Record<string, number>): { stop(): CpuUse } {
       const m1 = machineSeconds();
       const use: CpuUse = { client: (self.user + self.system) / 1e6 / seconds };
       for (const [name, pid] of Object.entries(pids)) {
-        use[name] = (cpuSecondsOf(pid) - (before[name] ?? Number.NaN)) / seconds;
+        use[name] = (cpuSecondsOfAll(pid) - (before[name] ?? Number.NaN)) / seconds;
       }
       // Share of all cores busy, in cores, to compare with the sum of the above.
       use.machine = ((m1.busy - m0.busy) / (m1.total - m0.total)) * cpus().length;

@@ -5,14 +5,14 @@
  * several times, prints medians and ratios, and writes docs/benchmarks.md.
  *
  * Environment (bench/config.ts): BENCH_RUNS (3), BENCH_SCENARIOS
- * (small,medium,large,dedup), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
+ * (small,medium,large,dedup,postgres), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
  * (2000, 1024, 8), BENCH_MEDIUM_COUNT / _SIZE / _CONCURRENCY (200, 1 MiB, 4),
  * BENCH_LARGE_MIB (1024), BENCH_DOCS (report path; empty = none) and
  * BENCH_CPU_PROF=DIR (V8 CPU profile of every server process; slows it down).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadBenchConfig } from './config.js';
+import { loadBenchConfig, type ScenarioId } from './config.js';
 import { writeReport } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
 import { largePayload, randomPayloads, smallPayloads } from './payloads.js';
@@ -26,7 +26,13 @@ import {
 } from './report.js';
 import { createBucket, dropBucket, s3Client, uniqueBucket } from './s3.js';
 import { type BenchData, type CpuSample, runScenario, type Sample } from './scenarios.js';
-import { cleanupAll, installExitHandlers, ROOT, startCephCluster } from './services.js';
+import {
+  cleanupAll,
+  installExitHandlers,
+  ROOT,
+  startCephCluster,
+  startPostgresServer,
+} from './services.js';
 import type { Store } from './subjects.js';
 import { DirectS3Target } from './targets.js';
 
@@ -34,9 +40,14 @@ function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** The three targets in an order that rotates per run, so none is always first or last. */
-function targetOrder(run: number): Store[] {
-  const order: Store[] = ['baseline', 'filesystem', 's3'];
+/**
+ * The stores a scenario runs against, in an order that rotates per run, so
+ * none is always first or last. The PostgreSQL scenario compares one and
+ * three instances; the others compare both stores with S3 used directly.
+ */
+function targetOrder(scenario: ScenarioId, run: number): Store[] {
+  const order: Store[] =
+    scenario === 'postgres' ? ['pg1', 'pg3'] : ['baseline', 'filesystem', 's3'];
   return order.map((_, i) => order[(i + run) % order.length] as Store);
 }
 
@@ -67,6 +78,8 @@ async function main(): Promise<void> {
   // Both at once: the cluster mostly waits on its daemons, gzip runs on the thread pool.
   const [ceph, data] = await Promise.all([startCephCluster(), buildData(config)]);
   log(`radosgw at ${ceph.endpoint}`);
+  const postgres = config.scenarios.includes('postgres') ? await startPostgresServer() : undefined;
+  if (postgres) log('PostgreSQL started');
   const s3 = s3Client(ceph);
 
   // radosgw creates its pools on the first bucket (seconds); do that, and warm
@@ -89,6 +102,7 @@ async function main(): Promise<void> {
       config,
       ceph,
       s3,
+      postgres,
       version,
       run,
       data,
@@ -97,7 +111,7 @@ async function main(): Promise<void> {
       log: (line: string) => log(`[run ${run + 1}/${config.runs}] ${line}`),
     };
     for (const scenario of config.scenarios) {
-      for (const store of targetOrder(run)) await runScenario(ctx, scenario, store);
+      for (const store of targetOrder(scenario, run)) await runScenario(ctx, scenario, store);
     }
   }
   s3.destroy();

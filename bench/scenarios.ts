@@ -90,18 +90,22 @@ export async function runScenario(
   try {
     await warmUp(ctx, subject);
     const args = { ctx, subject, record, phase, notes };
-    if (scenario === 'small') await small(args);
+    // The PostgreSQL scenario is the small-file workload on the multi-instance deployment.
+    if (scenario === 'small' || scenario === 'postgres') await small(args);
     else if (scenario === 'medium') await medium(args);
     else if (scenario === 'large') await large(args);
     else await dedup(args);
-    if (subject.server) {
-      const rss = subject.server.peakRss() / MB;
+    if (subject.servers.length > 0) {
+      // With several instances: the largest of their peaks (each is its own process).
+      const rss = Math.max(...subject.servers.map((s) => s.peakRss())) / MB;
       record(METRIC.peakRss, rss);
       notes.push(`peak RSS ${fmt(rss, 1)} MB`);
     }
   } catch (err) {
-    const output = subject.server?.output();
-    if (output) process.stderr.write(`server output (tail):\n${output}\n`);
+    for (const server of subject.servers) {
+      const output = server.output();
+      if (output) process.stderr.write(`server ${server.pid} output (tail):\n${output}\n`);
+    }
     // Report the failure, not a follow-up error of the cleanup.
     await subject.close().catch(() => {});
     const message = err instanceof Error ? err.message : String(err);

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startCeph } from '../test/services/ceph.js';
+import { startPostgres } from '../test/services/postgres.js';
 import type { S3Access } from './s3.js';
 
 const run = promisify(execFile);
@@ -145,6 +146,24 @@ export async function startCephCluster(): Promise<Ceph> {
     },
     stop: ceph.stop,
   };
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL (the scenario with shared metadata and several instances)
+
+export interface Postgres {
+  /** Superuser URL of the server's `postgres` database. */
+  url: string;
+  stop(): void;
+}
+
+export async function startPostgresServer(): Promise<Postgres> {
+  // As for Ceph: the script must sit beside the compiled module that runs it.
+  const compiledScript = fileURLToPath(new URL('../test/services/postgres.sh', import.meta.url));
+  copyFileSync(join(ROOT, 'test', 'services', 'postgres.sh'), compiledScript);
+  const pg = await startPostgres();
+  onCleanup(() => pg.stop());
+  return { url: pg.url, stop: pg.stop };
 }
 
 // ---------------------------------------------------------------------------

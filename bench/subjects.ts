@@ -1,13 +1,27 @@
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import type { BenchConfig } from './config.js';
 import { type CountingProxy, countingProxy } from './proxy.js';
 import { createBucket, dropBucket, uniqueBucket } from './s3.js';
-import { type Ceph, type ServerProcess, startServer, tempDir } from './services.js';
-import { DirectS3Target, FiletrackerTarget, type Target } from './targets.js';
+import { type Ceph, type Postgres, type ServerProcess, startServer, tempDir } from './services.js';
+import { DirectS3Target, FiletrackerTarget, RoundRobinTarget, type Target } from './targets.js';
 
-/** Where the files go: s3dedup on either store, or S3 directly (the baseline). */
-export type Store = 'filesystem' | 's3' | 'baseline';
+/**
+ * Where the files go: s3dedup on either store, or S3 directly (the baseline);
+ * `pg1` / `pg3`: one or three s3dedup instances sharing PostgreSQL metadata
+ * and locks and one S3 bucket (the multi-instance deployment).
+ */
+export type Store = 'filesystem' | 's3' | 'baseline' | 'pg1' | 'pg3';
+
+/** How each store is named in the report. */
+export const STORE_LABELS: Record<Store, string> = {
+  baseline: 'direct S3 (baseline)',
+  filesystem: 'filesystem',
+  s3: 's3 (radosgw)',
+  pg1: 'PostgreSQL + s3, 1 instance',
+  pg3: 'PostgreSQL + s3, 3 instances',
+};
 
 /** One store under test, set up from nothing for one scenario of one run. */
 export interface Subject {
@@ -15,11 +29,12 @@ export interface Subject {
   target: Target;
   /** The same target as its SDK class, for the baseline-only multipart upload. */
   direct?: DirectS3Target;
-  server?: ServerProcess;
+  /** The s3dedup processes (none for the baseline). */
+  servers: ServerProcess[];
   /** Between the server and radosgw, when asked for. */
   proxy?: CountingProxy;
-  /** Processes whose CPU time the phases account, by role. */
-  pids: Record<string, number>;
+  /** Processes whose CPU time the phases account, by role (several for the instances of one role). */
+  pids: Record<string, number | number[]>;
   /** Stops everything and gives the data back: the server, its folders, the bucket. */
   close(): Promise<void>;
 }
@@ -31,7 +46,11 @@ export interface SubjectDeps {
   s3: S3Client;
   /** Version (seconds) sent with every PUT. */
   version: number;
+  /** Started only when a PostgreSQL scenario runs. */
+  postgres?: Postgres | undefined;
 }
+
+let databases = 0;
 
 /**
  * Sets up `store` fresh: a new server process (so its memory peak is this
@@ -58,7 +77,14 @@ export async function openSubject(
       partSize: config.large.partSize,
       inFlight: config.large.partsInFlight,
     });
-    return { store, target: direct, direct, pids: cephPids, close: () => giveBack(bucket) };
+    return {
+      store,
+      target: direct,
+      direct,
+      servers: [],
+      pids: cephPids,
+      close: () => giveBack(bucket),
+    };
   }
 
   const dir = tempDir(store);
@@ -66,6 +92,24 @@ export async function openSubject(
     KVSTORAGE_TYPE: 'sqlite',
     SQLITE_PATH: join(dir.path, 'kv.db'),
     TEMP_DIR: join(dir.path, 'tmp'),
+  };
+  const instances = store === 'pg3' ? 3 : 1;
+  let database: { name: string; admin: string } | undefined;
+  if (store === 'pg1' || store === 'pg3') {
+    if (!deps.postgres) throw new Error('the PostgreSQL scenario needs a PostgreSQL server');
+    // A database of its own per subject, so every measurement starts from empty tables.
+    database = { name: `bench_${process.pid}_${databases++}`, admin: deps.postgres.url };
+    await adminQuery(database.admin, `CREATE DATABASE ${database.name}`);
+    const url = new URL(deps.postgres.url);
+    url.pathname = `/${database.name}`;
+    Object.assign(env, {
+      KVSTORAGE_TYPE: 'postgres',
+      LOCKS_TYPE: 'postgres',
+      DATABASE_URL: url.toString(),
+    });
+  }
+  const dropDatabase = async () => {
+    if (database) await adminQuery(database.admin, `DROP DATABASE IF EXISTS ${database.name}`);
   };
   let proxy: CountingProxy | undefined;
   let bucket: string | undefined;
@@ -86,28 +130,50 @@ export async function openSubject(
   const nodeArgs = profile
     ? ['--cpu-prof', `--cpu-prof-dir=${join(profile, options.label ?? store)}`]
     : [];
-  let server: ServerProcess;
+  const servers: ServerProcess[] = [];
   try {
-    server = await startServer(env, nodeArgs);
+    // One after the other: each instance's start-up applies (or finds) the schema.
+    for (let i = 0; i < instances; i++) {
+      servers.push(
+        await startServer(
+          instances === 1 ? env : { ...env, TEMP_DIR: join(dir.path, `tmp-${i}`) },
+          nodeArgs,
+        ),
+      );
+    }
   } catch (err) {
+    await Promise.all(servers.map((s) => s.stop()));
     await proxy?.close();
+    await dropDatabase();
     dir.remove();
     throw err;
   }
-  const filetracker = new FiletrackerTarget(server.url, deps.version, connections);
+  const targets = servers.map((s) => new FiletrackerTarget(s.url, deps.version, connections));
+  const target = targets.length === 1 ? (targets[0] as Target) : new RoundRobinTarget(targets);
   const subject: Subject = {
     store,
-    target: filetracker,
-    server,
-    pids: { server: server.pid, ...cephPids },
+    target,
+    servers,
+    pids: { server: servers.map((s) => s.pid), ...cephPids },
     close: async () => {
-      await filetracker.close();
-      await server.stop();
+      await target.close();
+      await Promise.all(servers.map((s) => s.stop()));
       await proxy?.close();
       if (bucket !== undefined) await giveBack(bucket);
+      await dropDatabase();
       dir.remove();
     },
   };
   if (proxy) subject.proxy = proxy;
   return subject;
+}
+
+async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }

@@ -216,3 +216,40 @@ export class DirectS3Target implements Target {
 
   async close(): Promise<void> {}
 }
+
+/**
+ * Several s3dedup instances behind one name, as a load balancer would spread
+ * clients: request i goes to instance i mod n. A file may be written through
+ * one instance and read through another, which is the point.
+ */
+export class RoundRobinTarget implements Target {
+  private next = 0;
+
+  constructor(private readonly targets: Target[]) {}
+
+  private pick(): Target {
+    const target = this.targets[this.next++ % this.targets.length];
+    if (!target) throw new Error('RoundRobinTarget needs at least one target');
+    return target;
+  }
+
+  put(name: string, p: Payload): Promise<void> {
+    return this.pick().put(name, p);
+  }
+
+  get(name: string, p: Payload): Promise<void> {
+    return this.pick().get(name, p);
+  }
+
+  putLarge(name: string, p: LargePayload): Promise<void> {
+    return this.pick().putLarge(name, p);
+  }
+
+  getLarge(name: string, p: LargePayload): Promise<void> {
+    return this.pick().getLarge(name, p);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.targets.map((t) => t.close()));
+  }
+}

@@ -77,7 +77,9 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   deployment: PostgreSQL metadata and advisory locks (\`KVSTORAGE_TYPE\` and
   \`LOCKS_TYPE=postgres\`, a throw-away PostgreSQL server from
   \`test/services/postgres.sh\` on the same machine, a fresh database each
-  time) and one shared bucket, with one instance and with three; with three,
+  time) and one shared bucket, with one instance and with three; the same
+  again over one shared blob folder instead of the bucket, which shows what
+  PostgreSQL costs without radosgw's latency in every request. With three,
   request i goes to instance i mod 3 (as a load balancer would spread it), so
   files are often read through another instance than the one that wrote them.
   CPU "s3dedup server" is then the three instances together, and peak RSS the

@@ -47,7 +47,7 @@ function log(line: string): void {
  */
 function targetOrder(scenario: ScenarioId, run: number): Store[] {
   const order: Store[] =
-    scenario === 'postgres' ? ['pg1', 'pg3'] : ['baseline', 'filesystem', 's3'];
+    scenario === 'postgres' ? ['pg1', 'pg3', 'pg1-fs', 'pg3-fs'] : ['baseline', 'filesystem', 's3'];
   return order.map((_, i) => order[(i + run) % order.length] as Store);
 }
 

@@ -155,7 +155,7 @@ function rowSpecs(): RowSpec[] {
   }
   // SPEC §9 sets no target here; the figures show what shared metadata and
   // locks cost, and what a second and third instance bring, on this machine.
-  for (const store of ['pg1', 'pg3'] as const) {
+  for (const store of ['pg1-fs', 'pg3-fs', 'pg1', 'pg3'] as const) {
     for (const metric of [
       METRIC.putOps,
       METRIC.putP50,

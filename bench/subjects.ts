@@ -10,9 +10,19 @@ import { DirectS3Target, FiletrackerTarget, RoundRobinTarget, type Target } from
 /**
  * Where the files go: s3dedup on either store, or S3 directly (the baseline);
  * `pg1` / `pg3`: one or three s3dedup instances sharing PostgreSQL metadata
- * and locks and one S3 bucket (the multi-instance deployment).
+ * and locks and one S3 bucket (the multi-instance deployment); `pg1-fs` /
+ * `pg3-fs` the same over one shared blob folder, which shows the cost of
+ * PostgreSQL itself without radosgw's latency in every request.
  */
-export type Store = 'filesystem' | 's3' | 'baseline' | 'pg1' | 'pg3';
+export type Store = 'filesystem' | 's3' | 'baseline' | 'pg1' | 'pg3' | 'pg1-fs' | 'pg3-fs';
+
+/** The PostgreSQL stores: how many instances, over which blob store. */
+const POSTGRES_STORES: Partial<Record<Store, { instances: number; blobs: 'filesystem' | 's3' }>> = {
+  pg1: { instances: 1, blobs: 's3' },
+  pg3: { instances: 3, blobs: 's3' },
+  'pg1-fs': { instances: 1, blobs: 'filesystem' },
+  'pg3-fs': { instances: 3, blobs: 'filesystem' },
+};
 
 /** How each store is named in the report. */
 export const STORE_LABELS: Record<Store, string> = {
@@ -21,6 +31,8 @@ export const STORE_LABELS: Record<Store, string> = {
   s3: 's3 (radosgw)',
   pg1: 'PostgreSQL + s3, 1 instance',
   pg3: 'PostgreSQL + s3, 3 instances',
+  'pg1-fs': 'PostgreSQL + filesystem, 1 instance',
+  'pg3-fs': 'PostgreSQL + filesystem, 3 instances',
 };
 
 /** One store under test, set up from nothing for one scenario of one run. */
@@ -93,9 +105,11 @@ export async function openSubject(
     SQLITE_PATH: join(dir.path, 'kv.db'),
     TEMP_DIR: join(dir.path, 'tmp'),
   };
-  const instances = store === 'pg3' ? 3 : 1;
+  const postgresStore = POSTGRES_STORES[store];
+  const instances = postgresStore?.instances ?? 1;
+  const blobs = postgresStore?.blobs ?? store;
   let database: { name: string; admin: string } | undefined;
-  if (store === 'pg1' || store === 'pg3') {
+  if (postgresStore) {
     if (!deps.postgres) throw new Error('the PostgreSQL scenario needs a PostgreSQL server');
     // A database of its own per subject, so every measurement starts from empty tables.
     database = { name: `bench_${process.pid}_${databases++}`, admin: deps.postgres.url };
@@ -113,7 +127,7 @@ export async function openSubject(
   };
   let proxy: CountingProxy | undefined;
   let bucket: string | undefined;
-  if (store === 'filesystem') {
+  if (blobs === 'filesystem') {
     Object.assign(env, { STORAGE_TYPE: 'filesystem', STORAGE_PATH: join(dir.path, 'blobs') });
   } else {
     bucket = uniqueBucket('s3dedup');

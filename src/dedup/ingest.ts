@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip, createGzip, type Gunzip, gzip } from 'node:zlib';
+import { createGunzip, createGzip, type Gunzip, gunzipSync, gzip } from 'node:zlib';
 import {
   AppError,
   checksumMismatch,
@@ -197,7 +197,9 @@ export async function measureBuffer(body: Buffer, spec: IngestSpec): Promise<Mea
     if (!spec.verify && expectedHash !== undefined && expectedSize !== undefined) {
       return { sha256: expectedHash, logicalSize: expectedSize, stored };
     }
-    measured = await inflateAndHash(body, spec.maxLogicalSize, declared);
+    measured =
+      inflateSmall(body, spec.maxLogicalSize, declared) ??
+      (await inflateAndHash(body, spec.maxLogicalSize, declared));
   }
   if (spec.verify) {
     if (expectedSize !== undefined && expectedSize !== measured.logicalSize) {
@@ -212,6 +214,47 @@ export async function measureBuffer(body: Buffer, spec: IngestSpec): Promise<Mea
 
 function sha256Hex(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Content up to this size is inflated in one synchronous call: for the few
+ * KiB of a typical file that takes microseconds, far less than setting up an
+ * asynchronous zlib stream, and even the largest blocks the event loop for
+ * well under a millisecond.
+ */
+const SYNC_INFLATE = 256 * 1024;
+
+/**
+ * Inflates `body` synchronously when its content is small; null when it
+ * turns out larger than SYNC_INFLATE (and no limit was crossed), for
+ * inflateAndHash() to do. zlib stops at the cap, so a bomb costs no more
+ * than SYNC_INFLATE bytes here either.
+ */
+function inflateSmall(
+  body: Buffer,
+  max: number,
+  declared: number | undefined,
+): { sha256: string; logicalSize: number } | null {
+  const cap = Math.min(max, declared ?? max, SYNC_INFLATE);
+  let inflated: { buffer: Buffer; engine: Gunzip };
+  try {
+    // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
+    inflated = gunzipSync(body, { info: true, maxOutputLength: cap + 1 }) as unknown as {
+      buffer: Buffer;
+      engine: Gunzip;
+    };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') {
+      throw classify(err, 'gzip', undefined);
+    }
+    // The same order of checks as ContentMeter: the limit, then the declared size.
+    if (cap === max) throw tooLarge(max);
+    if (declared !== undefined && cap === declared)
+      throw sizeMismatch(declared, `more than ${declared}`);
+    return null;
+  }
+  checkGzipComplete(inflated.engine, body.length);
+  return { sha256: sha256Hex(inflated.buffer), logicalSize: inflated.buffer.length };
 }
 
 /** Inflates `body` in one zlib job, hashing and counting the output; fails at the first limit crossed. */

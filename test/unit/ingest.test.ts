@@ -250,6 +250,26 @@ describe('measureBuffer (small bodies read whole)', () => {
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * MiB);
   });
 
+  it('measures content larger than one synchronous inflate (and checks it) all the same', async () => {
+    // Text compresses well: a few KiB of gzip carry 3 MiB of content.
+    const content = Buffer.from('line of a test output\n'.repeat(150_000));
+    const gz = gzipOf(content);
+    expect(gz.length).toBeLessThanOrEqual(SMALL_BODY);
+    for (const hints of [{}, { sha256: sha(content), logicalSize: content.length }]) {
+      const m = await measureBuffer(gz, spec({ encoding: 'gzip', hints }));
+      expect({ sha256: m.sha256, logicalSize: m.logicalSize }).toEqual({
+        sha256: sha(content),
+        logicalSize: content.length,
+      });
+    }
+    const lying = spec({ encoding: 'gzip', hints: { logicalSize: content.length - 1 } });
+    expect(await code(measureBuffer(gz, lying))).toBe('SIZE_MISMATCH');
+    const over = spec({ encoding: 'gzip', maxLogicalSize: content.length - 1 });
+    expect(await code(measureBuffer(gz, over))).toBe('TOO_LARGE');
+    const lyingHash = spec({ encoding: 'gzip', hints: { sha256: sha(Buffer.from('x')) } });
+    expect(await code(measureBuffer(gz, lyingHash))).toBe('CHECKSUM_MISMATCH');
+  });
+
   it('refuses a raw body past the limit', async () => {
     expect(await code(measureBuffer(Buffer.alloc(2000), spec({ maxLogicalSize: 1000 })))).toBe(
       'TOO_LARGE',

@@ -214,12 +214,12 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   /**
-   * Group commit. With synchronous=FULL every commit waits for an fsync on
-   * the event loop's thread; under load that fsync, not the SQL, bounds
-   * small-file PUTs. Changes requested in the same turn of the event loop are
-   * applied in one IMMEDIATE transaction, each inside its own savepoint (a
-   * nested better-sqlite3 transaction), so one failing change rolls back
-   * alone while the others commit with a single fsync. No caller hears back
+   * Group commit. Every change must be on disk before it is answered, and
+   * under load that fsync, not the SQL, bounds small-file PUTs. Changes
+   * requested in the same turn of the event loop are applied in one
+   * IMMEDIATE transaction, each inside its own savepoint (a nested
+   * better-sqlite3 transaction), so one failing change rolls back alone
+   * while the others commit with a single fsync. No caller hears back
    * before the commit is on disk (syncWal); if the commit itself fails, every
    * change in the batch fails with it and none is applied.
    */

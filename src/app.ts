@@ -5,6 +5,7 @@ import { invalidPath } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
 import { httpErrorOf, sendError } from './protocol/errors.js';
+import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
 
 export interface AppDeps {
@@ -54,6 +55,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // unread here lets the PUT handler stream it with backpressure.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);

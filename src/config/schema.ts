@@ -253,7 +253,7 @@ export const VARIABLES = {
   CLIENT_IDLE_TIMEOUT: {
     schema: seconds(1, 86400),
     default: 120,
-    doc: 'seconds a connection may stay silent mid-request before it is closed',
+    doc: 'seconds a client may stay silent mid-upload or mid-download before it is closed (waits on S3/PostgreSQL do not count)',
   },
   S3_PART_SIZE: {
     schema: integer(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024),

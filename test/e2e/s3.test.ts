@@ -283,6 +283,37 @@ describe('S3 failures', () => {
     }
   }, 90_000);
 
+  it('a request waiting on a hung S3 longer than CLIENT_IDLE_TIMEOUT gets its 503, not a dropped connection', async () => {
+    const proxy = await faultProxy(inject('s3').endpoint);
+    const bucket = uniqueBucket();
+    const admin = sdk();
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    admin.destroy();
+    const srv = await startTestServer(s3Profile, {
+      BUCKET_NAME: bucket,
+      S3_ENDPOINT: proxy.url,
+      S3_REQUEST_TIMEOUT: '2',
+      S3_CONNECT_TIMEOUT: '1',
+      // The client is silent for the whole wait, but it is waiting for us.
+      CLIENT_IDLE_TIMEOUT: '1',
+    });
+    try {
+      const content = Buffer.from('stored before S3 hangs '.repeat(100));
+      expect((await pyClient.put(srv.url, '/hung/file', content, V)).status).toBe(200);
+      proxy.setMode('blackhole');
+      const get = await http(`${srv.url}/files/hung/file`);
+      expect(get.status).toBe(503);
+      expect(get.headers['x-exception']).toMatch(/storage|S3/i);
+      const put = await pyClient.put(srv.url, '/hung/new', Buffer.from('while S3 hangs'), V);
+      expect(put.status).toBe(503);
+      proxy.setMode('pass');
+      expect((await http(`${srv.url}/files/hung/file`)).status).toBe(200);
+    } finally {
+      await srv.close();
+      await proxy.close();
+    }
+  }, 60_000);
+
   it('S3 hanging or answering 500: 503 within a bounded time, then recovery', async () => {
     const proxy = await faultProxy(inject('s3').endpoint);
     // Create the bucket first: with one-second timeouts, radosgw's first

@@ -149,13 +149,16 @@ export class FileService {
 
     return inSession(this.o.locks, async (session) => {
       const blob = await this.storeContent(req, session, signal);
-      const result = await withLock(
-        session,
-        `path:${req.path}`,
-        'exclusive',
-        this.lockOptions(signal),
-        () => this.o.meta.putFile({ path: req.path, version: req.version, blob, now: this.now() }),
-      );
+      // Held to the end of the session, which comes right after the change:
+      // ending it releases this lock and the blob's together (one round trip
+      // with PostgreSQL locks).
+      await session.acquire(`path:${req.path}`, 'exclusive', this.lockOptions(signal));
+      const result = await this.o.meta.putFile({
+        path: req.path,
+        version: req.version,
+        blob,
+        now: this.now(),
+      });
       return { version: result.version, bodyRead: true };
     });
   }

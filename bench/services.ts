@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startCeph } from '../test/services/ceph.js';
 import { startPostgres } from '../test/services/postgres.js';
+import { cliNodeFlags } from '../test/support/process.js';
 import type { S3Access } from './s3.js';
 
 const run = promisify(execFile);
@@ -188,19 +189,24 @@ export async function startServer(
   env: Record<string, string>,
   nodeArgs: string[] = [],
 ): Promise<ServerProcess> {
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, CLI, 'server'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      LOG_JSON: 'true',
-      LISTEN_ADDRESS: '127.0.0.1',
-      LISTEN_PORT: '0',
-      // A cleaner pass in the middle of a measurement would measure the cleaner.
-      CLEANER_ENABLED: 'false',
-      ...env,
+  // With the flags of the CLI's shebang, as users run it (see cliNodeFlags).
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...cliNodeFlags(CLI), ...nodeArgs, CLI, 'server'],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        LOG_JSON: 'true',
+        LISTEN_ADDRESS: '127.0.0.1',
+        LISTEN_PORT: '0',
+        // A cleaner pass in the middle of a measurement would measure the cleaner.
+        CLEANER_ENABLED: 'false',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   const kill = onCleanup(() => child.kill('SIGKILL'));
   let out = '';
   const collect = (d: Buffer) => {

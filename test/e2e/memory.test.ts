@@ -15,16 +15,17 @@ const GiB = 1024 * MiB;
 
 /**
  * Peak RSS bounds, in 10^6 bytes. SPEC §9 asks for 150 MB with a 1 GiB file
- * and 300 MB with 64 concurrent 16 MiB uploads. The filesystem store meets
- * both with room to spare. Through S3 the 1 GiB case measures about 140 MB
- * while uploading and 145-178 MB at the peak of the download, varying from run
- * to run: the AWS SDK adds 11 MB to the idle server and Node's per-read socket
- * buffers the rest (docs/memory.md has the profile). For S3 this suite asserts
- * what is reliably met, 185 MB, so that a regression still fails it.
+ * and 300 MB with 64 concurrent 16 MiB uploads. The server runs with the
+ * flags of the CLI's shebang (2 MB semi-spaces), as users run it. The
+ * filesystem store meets both with room to spare. Through S3 the 1 GiB case
+ * measured 142-146 MB: under the target, but the download's peak moves with
+ * garbage-collection timing (docs/memory.md), so this suite asserts 160 MB,
+ * which still fails on any real regression without failing CI on a few MB of
+ * scheduling noise; `npm run bench` records the figure against the 150 MB target.
  */
 const LIMITS = {
   filesystem: { oneGiB: 150_000_000, concurrent: 300_000_000 },
-  s3: { oneGiB: 185_000_000, concurrent: 300_000_000 },
+  s3: { oneGiB: 160_000_000, concurrent: 300_000_000 },
 };
 
 /** The chunks, streamed: the test process never holds a whole file either. */

@@ -4,6 +4,18 @@ import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
+/**
+ * The Node flags the CLI's shebang line declares (`#!/usr/bin/env -S node
+ * --max-semi-space-size=2`). Starting `node CLI` directly would drop them, and
+ * memory measured that way would not be the memory users get.
+ */
+export function cliNodeFlags(cli = CLI): string[] {
+  const first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';
+  const words = first.replace(/^#!\s*/, '').split(/\s+/);
+  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
+  return node < 0 ? [] : words.slice(node + 1).filter((w) => w !== '');
+}
+
 export interface ServerProcess {
   child: ChildProcess;
   url: string;
@@ -24,7 +36,7 @@ export async function startServerProcess(
   env: Record<string, string>,
   args = ['server'],
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...cliNodeFlags(), CLI, ...args], {
     env: {
       PATH: process.env.PATH ?? '',
       LOG_JSON: 'true',

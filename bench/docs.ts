@@ -47,10 +47,11 @@ ${Math.round(r.durationS)} s in all; ${verdict}
 - **Everything on one machine.** The benchmark starts a throw-away Ceph
   cluster (one monitor, one memstore OSD, one radosgw, from
   \`test/services/ceph-cluster.sh\`) and, for every scenario and store, a fresh
-  s3dedup server process (\`dist/cli/main.js server\`, SQLite metadata,
-  default settings, cleaner off). Client, server, radosgw and OSD share the
-  same ${machine.cores} cores, so every figure includes that CPU contention
-  (the CPU table shows how busy each process was).
+  s3dedup server process (\`dist/cli/main.js server\` with the Node flags of
+  its shebang, SQLite metadata, default settings, cleaner off). Client,
+  server, radosgw and OSD share the same ${machine.cores} cores, so every
+  figure includes that CPU contention (the CPU table shows how busy each
+  process was).
 - **Targets.** \`filesystem\`: s3dedup with blobs in a folder on the local
   disk. \`s3 (radosgw)\`: s3dedup with blobs in a bucket of the radosgw.
   **Baseline**: the same payloads PUT and GET directly to the same radosgw with

@@ -239,24 +239,12 @@ export class FileService {
     const spill = new SpillBuffer(this.o.tempDir, this.o.spillThreshold);
     try {
       const measured = await ingest(req.body, spec, spill, signal);
-      const existing = await this.o.meta.getBlob(measured.sha256);
-      if (existing) {
-        if (existing.refcount === 0) await this.o.meta.touchBlob(measured.sha256, this.now());
-        return await this.reuse(measured.sha256, session, signal);
-      }
-      const commit = this.commitGuard(measured.sha256, session, signal);
-      let created: boolean;
-      try {
-        const stored = await this.o.blobs.put(this.key(measured.sha256), spill.openReader(), {
-          size: measured.storedSize,
-          beforeCommit: commit.acquire,
-          signal,
-        });
-        created = stored.created;
-      } finally {
-        await commit.release();
-      }
-      return await this.adopt(measured, created, session, signal);
+      return await this.storeChecked(
+        measured,
+        async () => ({ body: spill.openReader(), size: measured.storedSize }),
+        session,
+        signal,
+      );
     } finally {
       await spill.dispose();
     }
@@ -276,18 +264,40 @@ export class FileService {
     signal?: AbortSignal,
   ): Promise<BlobFacts> {
     const measured = await measureBuffer(await readWhole(req.body, length, signal), spec);
+    return this.storeChecked(
+      measured,
+      async () => {
+        const bytes = await measured.stored();
+        return { body: bytes, size: bytes.length };
+      },
+      session,
+      signal,
+    );
+  }
+
+  /**
+   * The body checked out and its hash is known: reuse the stored content, or
+   * store the bytes `content` gives (asked for only then) under the content's
+   * key and pin the blob.
+   */
+  private async storeChecked(
+    measured: { sha256: string; logicalSize: number },
+    content: () => Promise<{ body: Readable | Buffer; size: number }>,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
     const hash = measured.sha256;
     const existing = await this.o.meta.getBlob(hash);
     if (existing) {
       if (existing.refcount === 0) await this.o.meta.touchBlob(hash, this.now());
       return this.reuse(hash, session, signal);
     }
-    const bytes = await measured.stored();
+    const { body, size } = await content();
     const commit = this.commitGuard(hash, session, signal);
     let created: boolean;
     try {
-      const stored = await this.o.blobs.put(this.key(hash), bytes, {
-        size: bytes.length,
+      const stored = await this.o.blobs.put(this.key(hash), body, {
+        size,
         beforeCommit: commit.acquire,
         signal,
       });
@@ -295,8 +305,7 @@ export class FileService {
     } finally {
       await commit.release();
     }
-    const facts = { sha256: hash, logicalSize: measured.logicalSize, storedSize: bytes.length };
-    return this.adopt(facts, created, session, signal);
+    return this.adopt({ ...measured, storedSize: size }, created, session, signal);
   }
 
   /**

@@ -283,7 +283,12 @@ describe('S3 failures', () => {
     }
   }, 90_000);
 
-  it('a request waiting on a hung S3 longer than CLIENT_IDLE_TIMEOUT gets its 503, not a dropped connection', async () => {
+  /**
+   * A server whose S3 sits behind a fault proxy, with short S3 timeouts.
+   * The bucket is created first, directly: with one-second timeouts,
+   * radosgw's first bucket creation (it makes its pools lazily) could time out.
+   */
+  async function behindFaultProxy(env: Record<string, string>) {
     const proxy = await faultProxy(inject('s3').endpoint);
     const bucket = uniqueBucket();
     const admin = sdk();
@@ -292,8 +297,15 @@ describe('S3 failures', () => {
     const srv = await startTestServer(s3Profile, {
       BUCKET_NAME: bucket,
       S3_ENDPOINT: proxy.url,
-      S3_REQUEST_TIMEOUT: '2',
       S3_CONNECT_TIMEOUT: '1',
+      ...env,
+    });
+    return { proxy, srv };
+  }
+
+  it('a request waiting on a hung S3 longer than CLIENT_IDLE_TIMEOUT gets its 503, not a dropped connection', async () => {
+    const { proxy, srv } = await behindFaultProxy({
+      S3_REQUEST_TIMEOUT: '2',
       // The client is silent for the whole wait, but it is waiting for us.
       CLIENT_IDLE_TIMEOUT: '1',
     });
@@ -315,19 +327,7 @@ describe('S3 failures', () => {
   }, 60_000);
 
   it('S3 hanging or answering 500: 503 within a bounded time, then recovery', async () => {
-    const proxy = await faultProxy(inject('s3').endpoint);
-    // Create the bucket first: with one-second timeouts, radosgw's first
-    // bucket creation (it makes its pools lazily) could time out.
-    const bucket = uniqueBucket();
-    const admin = sdk();
-    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-    admin.destroy();
-    const srv = await startTestServer(s3Profile, {
-      BUCKET_NAME: bucket,
-      S3_ENDPOINT: proxy.url,
-      S3_REQUEST_TIMEOUT: '1',
-      S3_CONNECT_TIMEOUT: '1',
-    });
+    const { proxy, srv } = await behindFaultProxy({ S3_REQUEST_TIMEOUT: '1' });
     try {
       const content = Buffer.from('behind a flaky network '.repeat(100));
       expect((await pyClient.put(srv.url, '/flaky/file', content, V)).status).toBe(200);

@@ -27,7 +27,8 @@ export function keepConnectionsWaitingOnUs(app: FastifyInstance, idleMs: number)
     done();
   });
   app.addHook('onResponse', (request, _reply, done) => {
-    current.delete(request.raw.socket);
+    // A pipelined request may already have taken the socket's entry.
+    if (current.get(request.raw.socket)?.req === request.raw) current.delete(request.raw.socket);
     done();
   });
   app.server.on('timeout', (socket: Socket) => {

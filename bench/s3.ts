@@ -3,12 +3,11 @@ import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteBucketCommand,
-  DeleteObjectsCommand,
   ListMultipartUploadsCommand,
-  ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { deleteAllObjects } from '../test/support/bucket.js';
 
 export interface S3Access {
   endpoint: string;
@@ -55,16 +54,7 @@ export async function createBucket(client: S3Client, bucket: string): Promise<vo
  * gives its data back before the next one stores more.
  */
 export async function dropBucket(client: S3Client, bucket: string): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));
-    const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-    if (keys.length === 0) break;
-    await client.send(
-      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }),
-    );
-    deleted += keys.length;
-  }
+  const deleted = await deleteAllObjects(client, bucket);
   const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
   for (const u of uploads.Uploads ?? []) {
     await client.send(

@@ -13,6 +13,7 @@ import type {
   PutFileResult,
 } from './port.js';
 import { prefixUpperBound } from './prefix.js';
+import { type BlobRow, blobRecord, type FileRow, fileRecord } from './rows.js';
 
 /**
  * Schema migrations, applied in order at start-up under an advisory lock, so
@@ -117,52 +118,24 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   async getFile(path: string): Promise<FileRecord | null> {
-    const { rows } = await this.query<{
-      path: string;
-      hash: string;
-      version: number;
-      logical_size: number;
-      stored_size: number;
-    }>(
+    const { rows } = await this.query<FileRow>(
       'reading a file',
       `SELECT f.path, f.hash, f.version, b.logical_size, b.stored_size
          FROM files f JOIN blobs b ON b.hash = f.hash WHERE f.path = $1`,
       [path],
     );
     const row = rows[0];
-    return row
-      ? {
-          path: row.path,
-          hash: row.hash,
-          version: row.version,
-          logicalSize: row.logical_size,
-          storedSize: row.stored_size,
-        }
-      : null;
+    return row ? fileRecord(row) : null;
   }
 
   async getBlob(hash: string): Promise<BlobRecord | null> {
-    const { rows } = await this.query<{
-      hash: string;
-      refcount: number;
-      logical_size: number;
-      stored_size: number;
-      zero_since: number | null;
-    }>(
+    const { rows } = await this.query<BlobRow>(
       'reading a blob',
       'SELECT hash, refcount, logical_size, stored_size, zero_since FROM blobs WHERE hash = $1',
       [hash],
     );
     const row = rows[0];
-    return row
-      ? {
-          hash: row.hash,
-          refcount: row.refcount,
-          logicalSize: row.logical_size,
-          storedSize: row.stored_size,
-          zeroSince: row.zero_since,
-        }
-      : null;
+    return row ? blobRecord(row) : null;
   }
 
   async putFile(input: PutFileInput): Promise<PutFileResult> {

@@ -13,6 +13,7 @@ import type {
   PutFileResult,
 } from './port.js';
 import { prefixUpperBound } from './prefix.js';
+import { type BlobRow, blobRecord, type FileRow, fileRecord } from './rows.js';
 
 /**
  * Schema migrations, applied in order at start-up; PRAGMA user_version records
@@ -42,21 +43,6 @@ const MIGRATIONS: string[] = [
   CREATE INDEX files_hash ON files (hash);
   `,
 ];
-
-interface FileRow {
-  path: string;
-  hash: string;
-  version: number;
-  logical_size: number;
-  stored_size: number;
-}
-interface BlobRow {
-  hash: string;
-  refcount: number;
-  logical_size: number;
-  stored_size: number;
-  zero_since: number | null;
-}
 
 export interface SqliteOptions {
   path: string;
@@ -181,28 +167,12 @@ export class SqliteMetaStore implements MetaStore {
 
   async getFile(path: string): Promise<FileRecord | null> {
     const row = guard(() => this.stmts.getFile.get(path));
-    return row
-      ? {
-          path: row.path,
-          hash: row.hash,
-          version: row.version,
-          logicalSize: row.logical_size,
-          storedSize: row.stored_size,
-        }
-      : null;
+    return row ? fileRecord(row) : null;
   }
 
   async getBlob(hash: string): Promise<BlobRecord | null> {
     const row = guard(() => this.stmts.getBlob.get(hash));
-    return row
-      ? {
-          hash: row.hash,
-          refcount: row.refcount,
-          logicalSize: row.logical_size,
-          storedSize: row.stored_size,
-          zeroSince: row.zero_since,
-        }
-      : null;
+    return row ? blobRecord(row) : null;
   }
 
   putFile(input: PutFileInput): Promise<PutFileResult> {

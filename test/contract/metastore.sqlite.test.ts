@@ -65,4 +65,62 @@ describe('SqliteMetaStore specifics', () => {
       await dir.remove();
     }
   });
+
+  // Changes requested in one turn of the event loop are committed together
+  // (src/metastore/sqlite.ts, group commit).
+  const a = (c: string) => ({ hash: c.repeat(64), logicalSize: 1, storedSize: 2 });
+
+  it('a failing change in a group rolls back alone; the others commit', async () => {
+    const dir = await makeTempDir();
+    try {
+      const store = new SqliteMetaStore({ path: join(dir.path, 'kv.db') });
+      const results = await Promise.allSettled([
+        store.putFile({ path: 'one', version: 1, blob: a('a'), now: 1 }),
+        // A known blob whose row is gone: refused, and its savepoint rolled back.
+        store.putFile({ path: 'two', version: 1, blob: { ...a('b'), known: true }, now: 1 }),
+        store.putFile({ path: 'three', version: 1, blob: a('c'), now: 1 }),
+        store.deleteFile({ path: 'one', version: 0, now: 1 }),
+      ]);
+      expect(results.map((r) => r.status)).toEqual([
+        'fulfilled',
+        'rejected',
+        'fulfilled',
+        'fulfilled',
+      ]);
+      expect(results[1]).toMatchObject({ reason: { code: 'BACKEND_UNAVAILABLE' } });
+      // The delete ran after the first put in the same transaction and saw it (version 1 > 0).
+      expect(results[3]).toMatchObject({ value: { outcome: 'kept', version: 1 } });
+      expect(await store.getFile('one')).toMatchObject({ hash: a('a').hash });
+      expect(await store.getFile('two')).toBeNull();
+      expect(await store.getBlob(a('b').hash)).toBeNull();
+      expect(await store.getFile('three')).toMatchObject({ hash: a('c').hash });
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('a group whose commit fails fails every change in it and applies none', async () => {
+    const dir = await makeTempDir();
+    try {
+      const path = join(dir.path, 'kv.db');
+      const store = new SqliteMetaStore({ path, busyTimeoutMs: 50 });
+      const other = new Database(path);
+      other.exec('BEGIN EXCLUSIVE');
+      const results = await Promise.allSettled([
+        store.putFile({ path: 'x', version: 1, blob: a('a'), now: 1 }),
+        store.putFile({ path: 'y', version: 1, blob: a('b'), now: 1 }),
+      ]);
+      other.exec('ROLLBACK');
+      other.close();
+      for (const r of results) {
+        expect(r).toMatchObject({ status: 'rejected', reason: { code: 'BACKEND_UNAVAILABLE' } });
+      }
+      expect(await store.getFile('x')).toBeNull();
+      expect(await store.getFile('y')).toBeNull();
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
 });

@@ -1,5 +1,6 @@
-import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { inject } from 'vitest';
+import { deleteAllObjects } from './bucket.js';
 
 /** A plain SDK client on the test radosgw, to look at the bucket behind the server's back. */
 export function testS3Client(endpoint = inject('s3').endpoint): S3Client {
@@ -21,14 +22,7 @@ export function testS3Client(endpoint = inject('s3').endpoint): S3Client {
 export async function emptyBucket(bucket: string): Promise<void> {
   const client = testS3Client();
   try {
-    for (;;) {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));
-      const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-      if (keys.length === 0) return;
-      await client.send(
-        new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }),
-      );
-    }
+    await deleteAllObjects(client, bucket);
   } finally {
     client.destroy();
   }

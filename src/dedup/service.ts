@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { BlobStore } from '../blobstore/port.js';
 import {
   AppError,
-  backendUnavailable,
   clientAborted,
+  contentCollected,
   internal,
   invalidHeader,
   notFound,
@@ -362,18 +362,6 @@ export class FileService {
 
 /** A blob a PUT is about to reference (see MetaStore.putFile). */
 type BlobFacts = { hash: string; logicalSize: number; storedSize: number; known: boolean };
-
-/**
- * The cleaner removed this content between our check and our lock: rare (it
- * needs the content unreferenced for CLEANER_GRACE), and retrying the upload
- * fixes it. 503 tells the client to retry.
- */
-function contentCollected(hash: string) {
-  return backendUnavailable(
-    'storage',
-    `content ${hash} was garbage-collected during the upload; retry`,
-  );
-}
 
 /**
  * Waits for the measuring and the storing side of a streamed upload. When one

@@ -7,6 +7,7 @@ import type { Logger } from './observability/logger.js';
 import { httpErrorOf, sendError } from './protocol/errors.js';
 import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
+import type { GcPacer } from './runtime/gc-pacer.js';
 
 export interface AppDeps {
   service: FileService;
@@ -15,6 +16,8 @@ export interface AppDeps {
   logger: Logger;
   /** Seconds a connection may stay silent mid-request. */
   clientIdleTimeoutSeconds: number;
+  /** Paces garbage collection while requests are in flight (src/runtime/gc-pacer.ts). */
+  gcPacer?: GcPacer;
 }
 
 /**
@@ -57,6 +60,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
+  // The raw server's event rather than a Fastify hook: one call per request, before routing.
+  const pacer = deps.gcPacer;
+  if (pacer?.enabled) app.server.on('request', (_req, res) => pacer.track(res));
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);

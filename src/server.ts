@@ -5,6 +5,7 @@ import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
 import { SPILL_KIND } from './dedup/spill.js';
 import type { Logger } from './observability/logger.js';
+import { processGcPacer } from './runtime/gc-pacer.js';
 import { removeOrphanedTempFiles } from './tempfiles.js';
 
 export interface RunningServer {
@@ -37,12 +38,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   if (orphans > 0)
     logger.info({ orphans, dir: config.TEMP_DIR }, 'removed spill files left by a crashed process');
   const backends = await openBackends(config, logger);
+  const gcPacer = processGcPacer();
+  if (!gcPacer.enabled)
+    logger.warn(
+      'node was started without --expose-gc (the s3dedup command passes it): large transfers will peak higher in memory, see docs/memory.md',
+    );
   const app = buildApp({
     service: createService(config, backends, logger),
     meta: backends.meta,
     blobs: backends.blobs,
     logger,
     clientIdleTimeoutSeconds: config.CLIENT_IDLE_TIMEOUT,
+    gcPacer,
   });
   try {
     await app.listen({ host: config.LISTEN_ADDRESS, port: config.LISTEN_PORT });
@@ -88,6 +95,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       }
       clearTimeout(timer);
       clearInterval(sweeper);
+      gcPacer.stop();
       await backends.close();
     })();
     return closing;

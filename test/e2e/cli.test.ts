@@ -46,6 +46,16 @@ describe('s3dedup command line', () => {
     expect(both.code).toBe(2);
   });
 
+  it('started as the s3dedup command it paces garbage collection; started by plain `node` it says it cannot', async () => {
+    const warning = /without --expose-gc/;
+    const asCommand = await startServerProcess(env);
+    expect(await asCommand.stop()).toBe(0);
+    expect(asCommand.output()).not.toMatch(warning);
+    const plain = await startServerProcess(env, ['server'], []);
+    expect(await plain.stop()).toBe(0);
+    expect(plain.output()).toMatch(warning);
+  });
+
   it('reads --config FILE, with the environment overriding it', async () => {
     const file = join(dir.path, 'config.json');
     writeFileSync(

@@ -35,8 +35,9 @@ export interface ServerProcess {
 export async function startServerProcess(
   env: Record<string, string>,
   args = ['server'],
+  nodeFlags = cliNodeFlags(),
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...cliNodeFlags(), CLI, ...args], {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], {
     env: {
       PATH: process.env.PATH ?? '',
       LOG_JSON: 'true',

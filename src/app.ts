@@ -62,7 +62,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.
   const pacer = deps.gcPacer;
-  if (pacer?.enabled) app.server.on('request', (_req, res) => pacer.track(res));
+  if (pacer?.enabled) app.server.on('request', (req, res) => pacer.track(res, req.socket));
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler(notFoundHandler);

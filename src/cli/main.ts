@@ -6,7 +6,7 @@
 // collections paced to the buffers it streams (src/runtime/gc-pacer.ts).
 // --no-concurrent-array-buffer-sweeping frees those buffers inside the
 // collection instead of in a background task. Measured: 1 GiB GETs relayed
-// from S3 ran 40-60% faster with it, at the same peak memory; most likely
+// from S3 ran about 50% faster with it, at the same peak memory; most likely
 // because, with a collection every few MiB streamed, each one would wait for
 // the previous one's background task, which on a busy machine waits for a
 // core. See docs/memory.md.

@@ -30,6 +30,12 @@ export interface GcPacerOptions {
   intervalMs?: number;
 }
 
+/** What `track` listens to: a ServerResponse, a socket. */
+interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
 export class GcPacer {
   private readonly collect: (() => void) | undefined;
   private readonly externalBytes: () => number;
@@ -38,7 +44,7 @@ export class GcPacer {
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private floor = Number.POSITIVE_INFINITY;
-  /** Collections run so far (for tests and the log). */
+  /** Collections run so far (for tests). */
   collections = 0;
 
   constructor(options: GcPacerOptions) {
@@ -59,15 +65,25 @@ export class GcPacer {
   }
 
   /**
-   * Counts one request in flight until `done` emits 'close' (a ServerResponse
-   * emits it once, whether it finished or its client went away).
+   * Counts one request in flight until its response or its connection emits
+   * 'close', whichever comes first. A response emits it once, finished or
+   * not, except one still queued behind a pipelined request when the
+   * connection drops: that one never does, and only the connection's 'close'
+   * ends its count.
    */
-  track(done: { once(event: 'close', listener: () => void): unknown }): void {
+  track(response: Closable, connection?: Closable): void {
     if (!this.collect) return;
     this.inFlight++;
-    done.once('close', () => {
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
       this.inFlight--;
-    });
+      response.off('close', done);
+      connection?.off('close', done);
+    };
+    response.once('close', done);
+    connection?.once('close', done);
     if (!this.timer) {
       this.floor = this.externalBytes();
       this.timer = setInterval(() => this.tick(), this.intervalMs);
@@ -88,8 +104,9 @@ export class GcPacer {
     if (level - this.floor >= this.stepBytes) {
       this.collect?.();
       this.collections++;
-      // Buffers are freed by a background sweeper shortly after the
-      // collection; later ticks lower the floor as that happens.
+      // The new floor is what survived. If V8 frees the buffers in a
+      // background task instead (Node's default; the CLI turns it off), the
+      // level falls only later, and later ticks lower the floor then.
       this.floor = this.externalBytes();
     }
     if (this.inFlight === 0) this.stop();

@@ -6,8 +6,9 @@ export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.u
 
 /**
  * The Node flags the CLI's shebang line declares (`#!/usr/bin/env -S node
- * --max-semi-space-size=2`). Starting `node CLI` directly would drop them, and
- * memory measured that way would not be the memory users get.
+ * --max-semi-space-size=2 ...`, see src/cli/main.ts). Starting `node CLI`
+ * directly would drop them, and memory measured that way would not be the
+ * memory users get.
  */
 export function cliNodeFlags(cli = CLI): string[] {
   const first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';

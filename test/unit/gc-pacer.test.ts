@@ -97,6 +97,29 @@ describe('GcPacer', () => {
     expect(pacer.watching).toBe(true);
   });
 
+  it('a response that never closes (queued behind a pipelined request when the connection dropped) is counted down by its connection', () => {
+    const { pacer } = pacerOver();
+    const connection = new EventEmitter();
+    const active = new EventEmitter();
+    const queued = new EventEmitter();
+    pacer.track(active, connection);
+    pacer.track(queued, connection);
+    active.emit('close');
+    connection.emit('close');
+    vi.advanceTimersByTime(5);
+    expect(pacer.watching).toBe(false);
+    // Each request was counted down once: one new request keeps the timer
+    // running until it closes, and only until then.
+    const next = new EventEmitter();
+    pacer.track(next, new EventEmitter());
+    vi.advanceTimersByTime(50);
+    expect(pacer.watching).toBe(true);
+    next.emit('close');
+    vi.advanceTimersByTime(5);
+    expect(pacer.watching).toBe(false);
+    expect(connection.listenerCount('close')).toBe(0);
+  });
+
   it('does nothing when the process has no gc function (started without --expose-gc)', () => {
     const pacer = new GcPacer({ collect: undefined, externalBytes: () => 0 });
     pacer.track(new EventEmitter());

@@ -1,5 +1,22 @@
 import { getHeapStatistics } from 'node:v8';
 
+export interface GcPacerOptions {
+  /** Runs a minor collection; without it (no `--expose-gc`) the pacer does nothing. */
+  collect: (() => void) | undefined;
+  /** Bytes of memory held outside V8's heap (buffers), as V8 accounts them. */
+  externalBytes?: () => number;
+  /** Growth of external memory that triggers a collection. */
+  stepBytes?: number;
+  /** How often the level is looked at while requests are in flight. */
+  intervalMs?: number;
+}
+
+/** What `track` listens to: a ServerResponse, a socket. */
+interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
 /**
  * Keeps the garbage of streamed bodies from piling up in the resident set.
  *
@@ -19,23 +36,6 @@ import { getHeapStatistics } from 'node:v8';
  * part buffers raise the level once and then stop triggering. When nothing is
  * in flight the timer stops, so an idle server does no work.
  */
-export interface GcPacerOptions {
-  /** Runs a minor collection; without it (no `--expose-gc`) the pacer does nothing. */
-  collect: (() => void) | undefined;
-  /** Bytes of memory held outside V8's heap (buffers), as V8 accounts them. */
-  externalBytes?: () => number;
-  /** Growth of external memory that triggers a collection. */
-  stepBytes?: number;
-  /** How often the level is looked at while requests are in flight. */
-  intervalMs?: number;
-}
-
-/** What `track` listens to: a ServerResponse, a socket. */
-interface Closable {
-  once(event: 'close', listener: () => void): unknown;
-  off(event: 'close', listener: () => void): unknown;
-}
-
 export class GcPacer {
   private readonly collect: (() => void) | undefined;
   private readonly externalBytes: () => number;

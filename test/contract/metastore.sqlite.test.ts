@@ -16,6 +16,28 @@ metaStoreContract('sqlite', async () => {
   };
 });
 
+/**
+ * Runs `test` on a store (50 ms busy timeout) whose database another
+ * connection holds with an exclusive transaction until `unlock` is called.
+ */
+async function withDatabaseLockedByAnother(
+  test: (store: SqliteMetaStore, unlock: () => void) => Promise<void>,
+): Promise<void> {
+  const dir = await makeTempDir();
+  try {
+    const path = join(dir.path, 'kv.db');
+    const store = new SqliteMetaStore({ path, busyTimeoutMs: 50 });
+    const other = new Database(path);
+    other.exec('BEGIN EXCLUSIVE');
+    await test(store, () => {
+      other.exec('ROLLBACK');
+      other.close();
+    });
+  } finally {
+    await dir.remove();
+  }
+}
+
 describe('SqliteMetaStore specifics', () => {
   it('creates its schema once and refuses a newer one', async () => {
     const dir = await makeTempDir();
@@ -43,12 +65,7 @@ describe('SqliteMetaStore specifics', () => {
   });
 
   it('reports a database locked by another process as unavailable, not as absent', async () => {
-    const dir = await makeTempDir();
-    try {
-      const path = join(dir.path, 'kv.db');
-      const store = new SqliteMetaStore({ path, busyTimeoutMs: 50 });
-      const other = new Database(path);
-      other.exec('BEGIN EXCLUSIVE');
+    await withDatabaseLockedByAnother(async (store, unlock) => {
       await expect(
         store.putFile({
           path: 'x',
@@ -57,13 +74,10 @@ describe('SqliteMetaStore specifics', () => {
           now: 1,
         }),
       ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
-      other.exec('ROLLBACK');
-      other.close();
+      unlock();
       await store.close();
       await expect(store.getFile('x')).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
-    } finally {
-      await dir.remove();
-    }
+    });
   });
 
   // Changes requested in one turn of the event loop are committed together
@@ -101,26 +115,18 @@ describe('SqliteMetaStore specifics', () => {
   });
 
   it('a group whose commit fails fails every change in it and applies none', async () => {
-    const dir = await makeTempDir();
-    try {
-      const path = join(dir.path, 'kv.db');
-      const store = new SqliteMetaStore({ path, busyTimeoutMs: 50 });
-      const other = new Database(path);
-      other.exec('BEGIN EXCLUSIVE');
+    await withDatabaseLockedByAnother(async (store, unlock) => {
       const results = await Promise.allSettled([
         store.putFile({ path: 'x', version: 1, blob: a('a'), now: 1 }),
         store.putFile({ path: 'y', version: 1, blob: a('b'), now: 1 }),
       ]);
-      other.exec('ROLLBACK');
-      other.close();
+      unlock();
       for (const r of results) {
         expect(r).toMatchObject({ status: 'rejected', reason: { code: 'BACKEND_UNAVAILABLE' } });
       }
       expect(await store.getFile('x')).toBeNull();
       expect(await store.getFile('y')).toBeNull();
       await store.close();
-    } finally {
-      await dir.remove();
-    }
+    });
   });
 });

@@ -93,7 +93,11 @@ async function openPools(
 }
 
 async function openMeta(config: Config, pools: Pools, logger: Logger): Promise<MetaStore> {
-  if (config.KVSTORAGE_TYPE === 'sqlite') return new SqliteMetaStore({ path: config.SQLITE_PATH });
+  if (config.KVSTORAGE_TYPE === 'sqlite')
+    return new SqliteMetaStore({
+      path: config.SQLITE_PATH,
+      busyTimeoutMs: config.LOCK_TIMEOUT * 1000,
+    });
   if (!pools.query) throw new UnsupportedBackendError('no PostgreSQL pool');
   const { PostgresMetaStore } = await import('./metastore/postgres.js');
   return PostgresMetaStore.open(pools.query, { waitMs: config.STARTUP_TIMEOUT * 1000, logger });

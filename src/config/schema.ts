@@ -248,7 +248,7 @@ export const VARIABLES = {
   LOCK_TIMEOUT: {
     schema: seconds(0.001, 3600),
     default: 30,
-    doc: 'seconds a request waits for a lock before answering 503',
+    doc: 'seconds a request waits for a lock (on a path, a content, or an SQLite database another process holds) before answering 503',
   },
   CLIENT_IDLE_TIMEOUT: {
     schema: seconds(1, 86400),

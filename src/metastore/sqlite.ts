@@ -46,7 +46,10 @@ const MIGRATIONS: string[] = [
 
 export interface SqliteOptions {
   path: string;
-  /** How long a write waits for another process holding the database (ms). */
+  /**
+   * How long a request waits while another process holds the database (ms)
+   * before it fails with 503. The server passes LOCK_TIMEOUT.
+   */
   busyTimeoutMs?: number;
 }
 
@@ -54,6 +57,14 @@ export interface SqliteOptions {
  * SQLite metadata (the embedded default). better-sqlite3 is synchronous: each
  * call is a few microseconds on one connection, and a transaction can never
  * interleave with another request's, which is what makes every change atomic.
+ *
+ * Being synchronous, it must never wait inside a call: SQLite's own busy
+ * handler sleeps on the event loop's thread, and while another process (a
+ * backup, an operator's sqlite3 shell) held a write transaction, one PUT
+ * stopped the whole server, /version included, for the whole busy timeout.
+ * So the busy timeout is 0 and a call that finds the database locked is
+ * retried on a timer (busy()), until `busyTimeoutMs` has passed. Readers
+ * rarely meet the lock at all (WAL mode lets them read beside a writer).
  */
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
@@ -66,11 +77,12 @@ export class SqliteMetaStore implements MetaStore {
   private syncRunning: Promise<void> | null = null;
   private syncQueued: Promise<void> | null = null;
   /** Changes waiting for the next group commit (see write()). */
-  private queue: Array<{
-    change: () => unknown;
-    resolve: (value: unknown) => void;
-    reject: (error: unknown) => void;
-  }> = [];
+  private queue: PendingChange[] = [];
+  /** A flush is scheduled (now, or after a pause while the database is locked). */
+  private flushScheduled = false;
+  /** Flushes in a row that found the database locked. */
+  private busyFlushes = 0;
+  private readonly busyTimeoutMs: number;
 
   constructor(options: SqliteOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
@@ -87,8 +99,11 @@ export class SqliteMetaStore implements MetaStore {
     this.walPath = options.path === ':memory:' ? null : `${options.path}-wal`;
     this.db.pragma(`synchronous = ${this.walPath === null ? 'FULL' : 'NORMAL'}`);
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    // Start-up may block: nothing is served yet, and instances may migrate together.
+    this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
     migrate(this.db);
+    this.db.pragma('busy_timeout = 0');
 
     const db = this.db;
     this.stmts = {
@@ -166,13 +181,26 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async getFile(path: string): Promise<FileRecord | null> {
-    const row = guard(() => this.stmts.getFile.get(path));
+    const row = await this.read(() => this.stmts.getFile.get(path));
     return row ? fileRecord(row) : null;
   }
 
   async getBlob(hash: string): Promise<BlobRecord | null> {
-    const row = guard(() => this.stmts.getBlob.get(hash));
+    const row = await this.read(() => this.stmts.getBlob.get(hash));
     return row ? blobRecord(row) : null;
+  }
+
+  /** Runs a query, retrying on a timer while another process holds a lock it needs. */
+  private async read<T>(query: () => T): Promise<T> {
+    const deadline = Date.now() + this.busyTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return query();
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw mapSqliteError(err);
+      }
+      await sleep(busyPause(attempt));
+    }
   }
 
   putFile(input: PutFileInput): Promise<PutFileResult> {
@@ -195,35 +223,55 @@ export class SqliteMetaStore implements MetaStore {
    */
   private write<T>(change: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ change, resolve: resolve as (value: unknown) => void, reject });
-      if (this.queue.length === 1) setImmediate(() => this.flush());
+      this.queue.push({
+        change,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        deadline: Date.now() + this.busyTimeoutMs,
+      });
+      this.scheduleFlush(0);
     });
+  }
+
+  private scheduleFlush(pauseMs: number): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const run = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    if (pauseMs === 0) setImmediate(run);
+    else setTimeout(run, pauseMs);
   }
 
   private flush(): void {
     const batch = this.queue;
     this.queue = [];
+    if (batch.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       // IMMEDIATE takes the write lock up front, so the read of the current
       // version and the write that depends on it cannot be split by another process.
-      guard(() =>
-        this.db
-          .transaction(() => {
-            for (const item of batch) {
-              try {
-                outcomes.push({ ok: true, value: item.change() });
-              } catch (error) {
-                outcomes.push({ ok: false, error });
-              }
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              outcomes.push({ ok: true, value: item.change() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
             }
-          })
-          .immediate(),
-      );
+          }
+        })
+        .immediate();
     } catch (error) {
-      for (const item of batch) item.reject(error);
+      if (isBusy(error)) {
+        this.retryWhenFree(batch, error);
+        return;
+      }
+      for (const item of batch) item.reject(mapSqliteError(error));
       return;
     }
+    this.busyFlushes = 0;
     const answer = () =>
       batch.forEach((item, i) => {
         const outcome = outcomes[i];
@@ -243,6 +291,28 @@ export class SqliteMetaStore implements MetaStore {
       );
       for (const item of batch) item.reject(failure);
     });
+  }
+
+  /**
+   * Another process holds the write lock (nothing of the batch was applied):
+   * try again after a pause, failing the changes that have waited their
+   * busyTimeoutMs. Changes arriving meanwhile join the same attempt.
+   */
+  private retryWhenFree(batch: PendingChange[], error: unknown): void {
+    const now = Date.now();
+    const waiting = batch.filter((item) => {
+      if (now < item.deadline) return true;
+      item.reject(
+        backendUnavailable(
+          'database',
+          `the SQLite database stayed locked by another process for ${this.busyTimeoutMs} ms`,
+          error,
+        ),
+      );
+      return false;
+    });
+    this.queue = [...waiting, ...this.queue];
+    if (this.queue.length > 0) this.scheduleFlush(busyPause(this.busyFlushes++));
   }
 
   /**
@@ -278,7 +348,7 @@ export class SqliteMetaStore implements MetaStore {
   async listFiles(query: ListQuery): Promise<string[]> {
     const after = query.after ?? query.prefix;
     const upper = prefixUpperBound(query.prefix);
-    const rows = guard(() =>
+    const rows = await this.read(() =>
       upper === null
         ? this.stmts.listAll.all(after, query.maxVersion, query.limit)
         : this.stmts.listRange.all(after, upper, query.maxVersion, query.limit),
@@ -287,11 +357,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async touchBlob(hash: string, now: number): Promise<void> {
-    guard(() => this.stmts.touch.run(now, hash));
+    await this.read(() => this.stmts.touch.run(now, hash));
   }
 
   async check(): Promise<void> {
-    guard(() => this.db.prepare('SELECT 1').get());
+    await this.read(() => this.db.prepare('SELECT 1').get());
   }
 
   async close(): Promise<void> {
@@ -323,18 +393,28 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
+interface PendingChange {
+  change: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  /** When the change stops waiting for a database another process holds. */
+  deadline: number;
+}
+
+function isBusy(err: unknown): boolean {
+  return err instanceof Database.SqliteError && /^SQLITE_BUSY/.test(err.code);
+}
+
+/** Pauses between attempts on a locked database: short at first (most locks are brief), then 50 ms. */
+function busyPause(attempt: number): number {
+  return Math.min(50, 2 ** attempt);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 // The database failing (locked by another process past the busy timeout, disk
 // full or broken, file gone) rather than our statements being wrong.
 const UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)/;
-
-/** Turns database failures into BACKEND_UNAVAILABLE (503); anything else stays a bug (500). */
-function guard<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    throw mapSqliteError(err);
-  }
-}
 
 function mapSqliteError(err: unknown): unknown {
   if (err instanceof Database.SqliteError && UNAVAILABLE.test(err.code)) {

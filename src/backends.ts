@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { FilesystemBlobStore } from './blobstore/filesystem.js';
 import type { BlobStore } from './blobstore/port.js';
 import type { Config } from './config/schema.js';
-import { maxStoredSize } from './dedup/ingest.js';
+import { maxStoredSize } from './dedup/upload-check.js';
 import { MemoryLockManager } from './locks/memory.js';
 import type { LockManager } from './locks/port.js';
 import type { MetaStore } from './metastore/port.js';

@@ -1,7 +1,8 @@
-import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { access, type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { backendUnavailable } from '../errors.js';
 import { tempName } from '../tempfiles.js';
 
 const READ_CHUNK = 256 * 1024;
@@ -44,14 +45,20 @@ export class SpillBuffer extends Writable {
       callback();
       return;
     }
-    this.run(() => this.writeToFile(chunk)).then(() => callback(), callback);
+    this.run(() => this.writeToFile(chunk)).then(
+      () => callback(),
+      (err: unknown) => callback(spillFailure(this.dir, err)),
+    );
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     this.run(async () => {
       await this.file?.close();
       this.file = null;
-    }).then(() => callback(), callback);
+    }).then(
+      () => callback(),
+      (err: unknown) => callback(spillFailure(this.dir, err)),
+    );
   }
 
   private async writeToFile(chunk: Buffer): Promise<void> {
@@ -95,5 +102,27 @@ export class SpillBuffer extends Writable {
       if (this.filePath !== null) await unlink(this.filePath).catch(() => {});
       this.chunks = [];
     });
+  }
+}
+
+/**
+ * TEMP_DIR failing (gone, a file in its place, full, read-only) is local
+ * storage being unavailable: a 503 the operator sees in /health, not a 500.
+ */
+function spillFailure(dir: string, err: unknown): Error {
+  return backendUnavailable(
+    'storage',
+    `temporary folder TEMP_DIR (${dir}): ${(err as Error).message}`,
+    err,
+  );
+}
+
+/** TEMP_DIR exists (or can be made) and is writable: a cheap probe for /health. */
+export async function checkSpillDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    throw spillFailure(dir, err);
   }
 }

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import Negotiator from 'negotiator';
-import type { BodyEncoding, ContentHints } from '../dedup/ingest.js';
 import { SHA256_HEX } from '../dedup/keys.js';
+import type { BodyEncoding, ContentHints } from '../dedup/upload-check.js';
 import { invalidHeader, invalidVersion, missingVersion } from '../errors.js';
 import { parseVersion } from './versions.js';
 

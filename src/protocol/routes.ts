@@ -109,7 +109,7 @@ export function registerFiletrackerRoutes(
     const { rest, query } = splitUrl(request.url, base, 'files');
     const path = parseFilePath(rest);
     const version = requestVersion(query, request.headers, true);
-    const outcome = await service.put(
+    const stored = await service.put(
       {
         path,
         version,
@@ -122,7 +122,7 @@ export function registerFiletrackerRoutes(
     );
     return reply
       .header('content-type', TEXT)
-      .header('last-modified', formatVersion(outcome.version))
+      .header('last-modified', formatVersion(stored))
       .send('');
   });
 

@@ -1,0 +1,255 @@
+import { PassThrough, type Readable } from 'node:stream';
+import type { BlobStore, PutResult } from '../blobstore/port.js';
+import { AppError, clientAborted, contentCollected } from '../errors.js';
+import type { Lock, LockOptions, LockSession } from '../locks/port.js';
+import type { MetaStore } from '../metastore/port.js';
+import { checkBuffer, checkStream, readWhole, SMALL_BODY } from './body-readers.js';
+import { blobKey } from './keys.js';
+import { checkSpillDir, SpillBuffer } from './spill.js';
+import type { BodyEncoding, ContentHints, UploadCheck } from './upload-check.js';
+
+export interface IntakeOptions {
+  meta: MetaStore;
+  blobs: BlobStore;
+  keyDepth: number;
+  gzipLevel: number;
+  tempDir: string;
+  spillThreshold: number;
+  lockOptions(signal?: AbortSignal): LockOptions;
+}
+
+/** An upload body, as the protocol layer hands it over. */
+export interface UploadBody {
+  body: Readable;
+  encoding: BodyEncoding;
+  hints: ContentHints;
+  /** Content-Length when the client sent one. */
+  declaredLength?: number | undefined;
+}
+
+/** A blob a PUT is about to reference (see MetaStore.putFile). */
+export interface BlobFacts {
+  hash: string;
+  logicalSize: number;
+  storedSize: number;
+  /** The blob's row existed when the content was reused: putFile must not re-create it. */
+  known: boolean;
+}
+
+/** How a content not stored yet gets stored, once `beforeCommit` has run. */
+type StoreNew = (beforeCommit: () => Promise<void>) => Promise<{
+  put: PutResult;
+  logicalSize: number;
+}>;
+
+/**
+ * Turns an upload body into content the metadata may point at: reads it,
+ * has its UploadCheck verify it, and stores it unless it is stored already.
+ * Every path makes the same decision in one place (place()), and no path
+ * changes anything, in the blob store or the metadata, before the body has
+ * checked out:
+ *
+ * - the client named the content (SHA256-Checksum) and the body is not small:
+ *   the decision comes first. Stored already: the body is only checked,
+ *   nothing is uploaded. Not stored: the body streams into the blob store,
+ *   which makes the object visible only after the check has passed.
+ * - otherwise (no hash, or a small body): the body is held (one buffer, or
+ *   memory then a temporary file), checked, and then the decision is made
+ *   on the hash it turned out to have.
+ *
+ * Returns with `blob:<hash>` held shared in the session: the cleaner cannot
+ * remove the content before the path points at it.
+ */
+export class ContentIntake {
+  constructor(private readonly o: IntakeOptions) {}
+
+  async receive(
+    upload: UploadBody,
+    check: UploadCheck,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    const { declaredLength } = upload;
+    if (declaredLength !== undefined && declaredLength <= SMALL_BODY) {
+      const checked = await checkBuffer(
+        await readWhole(upload.body, declaredLength, signal),
+        check,
+        this.o.gzipLevel,
+      );
+      return this.place(checked.id.sha256, session, signal, {
+        store: async (beforeCommit) => {
+          const bytes = await checked.stored();
+          const put = await this.o.blobs.put(this.key(checked.id.sha256), bytes, {
+            size: bytes.length,
+            beforeCommit,
+            signal,
+          });
+          return { put, logicalSize: checked.id.logicalSize };
+        },
+      });
+    }
+
+    const named = check.knownHash;
+    if (named !== undefined) {
+      return this.place(named, session, signal, {
+        verify: () => checkStream(upload.body, check, null, this.o.gzipLevel, signal),
+        store: (beforeCommit) => this.streamInto(named, upload.body, check, beforeCommit, signal),
+      });
+    }
+
+    const spill = new SpillBuffer(this.o.tempDir, this.o.spillThreshold);
+    try {
+      const { id, storedSize } = await checkStream(
+        upload.body,
+        check,
+        spill,
+        this.o.gzipLevel,
+        signal,
+      );
+      return await this.place(id.sha256, session, signal, {
+        store: async (beforeCommit) => {
+          const put = await this.o.blobs.put(this.key(id.sha256), spill.openReader(), {
+            size: storedSize,
+            beforeCommit,
+            signal,
+          });
+          return { put, logicalSize: id.logicalSize };
+        },
+      });
+    } finally {
+      await spill.dispose();
+    }
+  }
+
+  /** The temporary folder uploads spill to is usable (for /health). */
+  checkTempDir(): Promise<void> {
+    return checkSpillDir(this.o.tempDir);
+  }
+
+  /**
+   * The one decision: the content is stored already, so reuse it (after
+   * `verify` when the body is still unread), or store it with `store`, whose
+   * object becomes visible only under the `commit:` lock (see commitGuard()).
+   */
+  private async place(
+    hash: string,
+    session: LockSession,
+    signal: AbortSignal | undefined,
+    how: { verify?: () => Promise<unknown>; store: StoreNew },
+  ): Promise<BlobFacts> {
+    if (await this.o.meta.getBlob(hash)) {
+      await how.verify?.();
+      return this.reuse(hash, session, signal);
+    }
+    const commit = this.commitGuard(hash, session, signal);
+    let stored: Awaited<ReturnType<StoreNew>>;
+    try {
+      stored = await how.store(commit.acquire);
+    } finally {
+      await commit.release();
+    }
+    return this.adopt(hash, stored.logicalSize, stored.put, session, signal);
+  }
+
+  /**
+   * Streams a body whose content the client named straight into the blob
+   * store under that name; the check must pass (the body really is that
+   * content) before the store's commit makes the object visible.
+   */
+  private async streamInto(
+    hash: string,
+    body: Readable,
+    check: UploadCheck,
+    beforeCommit: () => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<{ put: PutResult; logicalSize: number }> {
+    const pass = new PassThrough({ highWaterMark: 64 * 1024 });
+    const checking = checkStream(body, check, pass, this.o.gzipLevel, signal);
+    const storing = this.o.blobs.put(this.key(hash), pass, {
+      beforeCommit: () => checking.then(beforeCommit),
+      signal,
+    });
+    // A store that fails before reading would otherwise leave the body stalled on a full buffer.
+    storing.catch((err: Error) => pass.destroy(err));
+    const [checked, put] = await settleBoth(checking, storing, signal);
+    return { put, logicalSize: checked.id.logicalSize };
+  }
+
+  /**
+   * Serializes the moment a new blob becomes visible, per content, across
+   * uploads and (with PostgreSQL locks) instances. A store whose create-if-
+   * absent is a check-then-act (S3 multipart on servers that ignore
+   * If-None-Match) relies on it so two uploads of one content cannot both create.
+   */
+  private commitGuard(hash: string, session: LockSession, signal?: AbortSignal) {
+    let lock: Lock | undefined;
+    return {
+      acquire: async () => {
+        lock = await session.acquire(`commit:${hash}`, 'exclusive', this.o.lockOptions(signal));
+      },
+      release: async () => {
+        await lock?.release();
+      },
+    };
+  }
+
+  /** The content is already stored: pin it and confirm its row survived while we read the body. */
+  private async reuse(
+    hash: string,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
+    const row = await this.o.meta.getBlob(hash);
+    if (!row) throw contentCollected(hash);
+    return { hash, logicalSize: row.logicalSize, storedSize: row.storedSize, known: true };
+  }
+
+  /** We stored (or found) the object under the hash's key: pin it before a path points at it. */
+  private async adopt(
+    hash: string,
+    logicalSize: number,
+    put: PutResult,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
+    let storedSize = put.size;
+    if (!put.created) {
+      // Someone else's object (a concurrent upload, or one left by a crash).
+      // Objects are never overwritten, so its size, not ours, is the truth;
+      // and under the lock the cleaner cannot remove it before we reference it.
+      const info = await this.o.blobs.stat(this.key(hash), { signal });
+      if (!info) throw contentCollected(hash);
+      storedSize = info.size;
+    }
+    return { hash, logicalSize, storedSize, known: false };
+  }
+
+  private key(hash: string): string {
+    return blobKey(hash, this.o.keyDepth);
+  }
+}
+
+/**
+ * Waits for the checking and the storing side of a streamed upload. When one
+ * fails the other fails too (they share a stream); report the cause, not the echo.
+ */
+async function settleBoth<A, B>(
+  a: Promise<A>,
+  b: Promise<B>,
+  signal?: AbortSignal,
+): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'fulfilled' && rb.status === 'fulfilled') return [ra.value, rb.value];
+  if (signal?.aborted) throw clientAborted();
+  const errors = [ra, rb].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  // The check's AppErrors (bad gzip, mismatch, too large) come first;
+  // a store failure (503) next; a bare stream error last.
+  const rank = (e: unknown) => {
+    if (!(e instanceof AppError)) return 2;
+    return e.code === 'BACKEND_UNAVAILABLE' || e.code === 'INTERNAL' ? 1 : 0;
+  };
+  errors.sort((x, y) => rank(x) - rank(y));
+  throw errors[0];
+}

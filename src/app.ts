@@ -4,7 +4,9 @@ import type { FileService } from './dedup/service.js';
 import { invalidPath } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
-import { httpErrorOf, sendError } from './protocol/errors.js';
+import { settleUnreadBodies } from './protocol/body.js';
+import { sendError } from './protocol/errors.js';
+import { registerHealthRoute } from './protocol/health.js';
 import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
 import type { GcPacer } from './runtime/gc-pacer.js';
@@ -60,6 +62,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
+  settleUnreadBodies(app);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.
   const pacer = deps.gcPacer;
   if (pacer?.enabled) app.server.on('request', (req, res) => pacer.track(res, req.socket));
@@ -70,28 +73,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerFiletrackerRoutes(app, deps.service, '');
   registerFiletrackerRoutes(app, deps.service, 'ft');
 
-  const started = Date.now();
-  app.get('/health', async (_request, reply) => {
-    // Cheap probes only (SELECT 1, a folder access / bucket HEAD): no table scans.
-    const probe = async (fn: () => Promise<void>) => {
-      try {
-        await fn();
-        return 'ok';
-      } catch (err) {
-        return httpErrorOf(err).message;
-      }
-    };
-    const [database, storage] = await Promise.all([
-      probe(() => deps.meta.check()),
-      probe(() => deps.blobs.check()),
-    ]);
-    const failing = [database, storage].filter((s) => s !== 'ok').length;
-    const status = failing === 0 ? 'ok' : failing === 2 ? 'error' : 'degraded';
-    return reply.code(failing === 0 ? 200 : 503).send({
-      status,
-      uptime_seconds: Math.floor((Date.now() - started) / 1000),
-      checks: { database, storage },
-    });
+  registerHealthRoute(app, {
+    database: () => deps.meta.check(),
+    // Blobs live in the store, uploads pass through TEMP_DIR: both are storage.
+    storage: async () => {
+      await deps.blobs.check();
+      await deps.service.checkTempDir();
+    },
   });
 
   return app;

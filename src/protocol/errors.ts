@@ -59,36 +59,10 @@ export function sendError(
   if (status >= 500) request.log.error({ err }, line);
   else request.log.debug({ status, reason: line }, 'request refused');
   if (status === 499) return reply; // the client is gone; nothing to send
-  if (!request.raw.complete) discardRest(request, reply);
+  // A body still arriving is settled as the answer goes out (src/protocol/body.ts).
   return reply
     .code(status)
     .header('content-type', 'text/plain; charset=utf-8')
     .header('x-exception', headerSafe(line))
     .send(line);
-}
-
-/** How long a refused upload may keep sending before its connection is cut. */
-const LINGER_MS = 5000;
-
-/**
- * The body of a refused request is still arriving. The client only reads our
- * answer after sending everything, so closing at once would reset the
- * connection under it and it would never see why. Read and drop the rest:
- * to the end for a small body (the connection stays usable), or for a few
- * seconds with "Connection: close" for a large one (a "lingering close").
- */
-function discardRest(request: FastifyRequest, reply: FastifyReply): void {
-  request.raw.resume();
-  if (!unreadBodyIsLarge(request)) return;
-  reply.header('connection', 'close');
-  reply.raw.once('finish', () => {
-    const socket = request.raw.socket;
-    setTimeout(() => socket.destroy(), LINGER_MS).unref();
-  });
-}
-
-function unreadBodyIsLarge(request: FastifyRequest): boolean {
-  const length = request.headers['content-length'];
-  if (length !== undefined) return !(Number(length) <= 1 << 20);
-  return request.headers['transfer-encoding'] !== undefined; // chunked: size unknown
 }

@@ -1,4 +1,5 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { http, pyVersionQuery } from '../support/http.js';
 import { filesystemProfile, startTestServer, type TestServer } from '../support/server.js';
@@ -50,6 +51,33 @@ describe('backend failures', () => {
     await rename(blobs, `${blobs}.file`);
     await rename(`${blobs}.moved`, blobs);
     expect((await http(`${srv.url}/files/a/file`)).status).toBe(200);
+    expect((await http(`${srv.url}/health`)).status).toBe(200);
+  });
+
+  it('TEMP_DIR broken: a spilled upload is a 503 (storage), health says so, and it recovers', async () => {
+    srv = await startTestServer(filesystemProfile, { SPILL_THRESHOLD: '1024' });
+    const temp = srv.config.TEMP_DIR;
+    // No hash, and its gzip past SPILL_THRESHOLD: the body is held in a file under TEMP_DIR.
+    const spilled = () =>
+      http(`${srv?.url}/files/spilled${q}`, { method: 'PUT', body: randomBytes(200_000) });
+    expect((await spilled()).status).toBe(200);
+    await rm(temp, { recursive: true, force: true });
+    await writeFile(temp, 'a file where the folder should be');
+
+    unavailable(await spilled(), /storage unavailable: temporary folder TEMP_DIR/);
+    const health = await http(`${srv.url}/health`);
+    expect(health.status).toBe(503);
+    expect(JSON.parse(health.body.toString())).toMatchObject({
+      status: 'degraded',
+      checks: { database: 'ok', storage: expect.stringMatching(/TEMP_DIR/) },
+    });
+    // Uploads that do not spill are not affected.
+    expect((await http(`${srv.url}/files/small${q}`, { method: 'PUT', body: 'x' })).status).toBe(
+      200,
+    );
+
+    await rm(temp);
+    expect((await spilled()).status).toBe(200);
     expect((await http(`${srv.url}/health`)).status).toBe(200);
   });
 

@@ -21,6 +21,8 @@ export function badInputSuite(profile: BackendProfile): void {
     let srv: TestServer;
     let before: string;
     const existing = Buffer.from('content that is already stored '.repeat(100));
+    /** Stored, but no path points at it any more: the cleaner's to collect, not a client's to revive. */
+    const unreferenced = Buffer.from('content whose last path was deleted '.repeat(100));
 
     beforeAll(async () => {
       srv = await startTestServer(profile, {
@@ -30,6 +32,9 @@ export function badInputSuite(profile: BackendProfile): void {
       });
       const put = await http(`${srv.url}/files/existing${q}`, { method: 'PUT', body: existing });
       expect(put.status).toBe(200);
+      const gone = `${srv.url}/files/unreferenced${q}`;
+      expect((await http(gone, { method: 'PUT', body: unreferenced })).status).toBe(200);
+      expect((await http(gone, { method: 'DELETE' })).status).toBe(200);
     });
     afterAll(async () => {
       await srv?.close();
@@ -124,6 +129,7 @@ export function badInputSuite(profile: BackendProfile): void {
 
     describe('lying hints', () => {
       const content = Buffer.from('what the client really sends '.repeat(50));
+      const large = randomBytes(300_000);
       const cases: [string, Buffer, Record<string, string>][] = [
         [
           'gzip body, wrong checksum (new content)',
@@ -146,6 +152,18 @@ export function badInputSuite(profile: BackendProfile): void {
           },
         ],
         ['raw body, checksum of stored content', content, { 'sha256-checksum': sha(existing) }],
+        // Past the small-body size, so the body streams; naming unreferenced content
+        // must not so much as move its zero_since (snapshot) before the body is checked.
+        [
+          'large gzip body, checksum of unreferenced stored content',
+          gzipSync(large),
+          { 'content-encoding': 'gzip', 'sha256-checksum': sha(unreferenced) },
+        ],
+        [
+          'large raw body, checksum of unreferenced stored content',
+          large,
+          { 'sha256-checksum': sha(unreferenced) },
+        ],
       ];
       it.each(cases)('%s', async (_name, body, headers) => {
         refused(

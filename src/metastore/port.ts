@@ -35,9 +35,6 @@ export interface MetaStore {
    */
   listFiles(query: ListQuery): Promise<string[]>;
 
-  /** Resets zeroSince to `now` for a blob with no references (keeps it from the cleaner a while longer). */
-  touchBlob(hash: string, now: number): Promise<void>;
-
   /** A cheap liveness probe for /health. */
   check(): Promise<void>;
 

@@ -231,14 +231,6 @@ export class PostgresMetaStore implements MetaStore {
     return rows.map((r) => r.path);
   }
 
-  async touchBlob(hash: string, now: number): Promise<void> {
-    await this.query(
-      'touching a blob',
-      'UPDATE blobs SET zero_since = $2 WHERE hash = $1 AND refcount = 0',
-      [hash, now],
-    );
-  }
-
   async check(): Promise<void> {
     await this.query('checking the database', 'SELECT 1');
   }

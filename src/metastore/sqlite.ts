@@ -135,9 +135,6 @@ export class SqliteMetaStore implements MetaStore {
                           zero_since = CASE WHEN refcount = 1 THEN ? ELSE zero_since END
          WHERE hash = ?`,
       ),
-      touch: db.prepare<[number, string]>(
-        'UPDATE blobs SET zero_since = ? WHERE hash = ? AND refcount = 0',
-      ),
       listAll: db.prepare<[string, number, number], { path: string }>(
         'SELECT path FROM files WHERE path > ? AND version <= ? ORDER BY path LIMIT ?',
       ),
@@ -354,10 +351,6 @@ export class SqliteMetaStore implements MetaStore {
         : this.stmts.listRange.all(after, upper, query.maxVersion, query.limit),
     );
     return rows.map((r) => r.path);
-  }
-
-  async touchBlob(hash: string, now: number): Promise<void> {
-    await this.read(() => this.stmts.touch.run(now, hash));
   }
 
   async check(): Promise<void> {

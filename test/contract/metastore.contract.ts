@@ -153,15 +153,6 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
       expect(await m.getFile('d')).toBeNull();
     });
 
-    it('touches only unreferenced blobs', async () => {
-      await m.putFile({ path: 't', version: 1, blob: blob(h1), now: 1 });
-      await m.touchBlob(h1, 50);
-      expect((await m.getBlob(h1))?.zeroSince).toBeNull();
-      await m.deleteFile({ path: 't', version: 1, now: 60 });
-      await m.touchBlob(h1, 70);
-      expect((await m.getBlob(h1))?.zeroSince).toBe(70);
-    });
-
     it('lists a directory recursively, bytewise sorted, with an inclusive version cutoff', async () => {
       const paths = [
         'dir/b',

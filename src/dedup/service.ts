@@ -41,8 +41,13 @@ const LIST_PAGE = 1000;
  * The dedup core: Filetracker operations over a metadata store, a blob store
  * and locks. Knows nothing of HTTP.
  *
+ * A PUT: the request's UploadCheck refuses what its headers already show to
+ * be wrong; ContentIntake (intake.ts) reads, checks and stores the content;
+ * then the metadata changes, here.
+ *
  * Locking protocol (see also src/locks/port.ts):
- * - a body is read and stored with no lock held: a slow client never blocks anyone;
+ * - a body is read and stored with no lock held (but for the instant a new
+ *   blob becomes visible, under `commit:<hash>`): a slow client never blocks anyone;
  * - then `blob:<hash>` is taken shared, which only excludes the cleaner, and
  *   under it the blob is confirmed to exist before any path points at it;
  * - then `path:<path>` exclusive for the one metadata transaction.

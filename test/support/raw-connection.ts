@@ -111,14 +111,7 @@ export class RawConnection {
       if (this.ended) throw new Error('the server closed the connection without a whole answer');
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no answer within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
+      await this.activity(left);
     }
   }
 
@@ -146,16 +139,21 @@ export class RawConnection {
     while (!this.ended) {
       const left = started + timeoutMs - Date.now();
       if (left <= 0) throw new Error(`the server kept the connection open past ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
+      await this.activity(left);
     }
     return Date.now() - started;
+  }
+
+  /** Waits for data, the end or an error on the socket, or `ms`, whichever comes first. */
+  private async activity(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = null;
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { type Readable, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -78,15 +78,30 @@ export const LINGER_IDLE_MS = 5_000;
  * body has been read to its end (an older version, a refused header, 413, a
  * backend failure, on any route), the rest of the body is dealt with here,
  * in one place: drained up to DRAIN_LIMIT with the connection kept for the
- * next request, or past it answered with "Connection: close" and a lingering
- * close. Either way the client gets its answer and nothing waits for a timeout.
+ * next request, or past it answered with "Connection: close". Whenever the
+ * connection ends after such an answer (past DRAIN_LIMIT, or because the
+ * client asked for "Connection: close", spoke HTTP/1.0, or the server is
+ * shutting down) it ends with a lingering close. Either way the client gets
+ * its answer and nothing waits for a timeout.
  */
 export function settleUnreadBodies(app: FastifyInstance): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    // RFC 9112 §9.6: after an answer that closes the connection, a request
+    // pipelined behind the body is not run (the client never hears of it).
+    if (lingering.has(request.raw.socket)) {
+      reply.hijack();
+      return;
+    }
+    done();
+  });
   app.addHook('onSend', (request, reply, payload, done) => {
     if (!request.raw.complete && !request.raw.destroyed) settleUnreadBody(request, reply);
     done(null, payload);
   });
 }
+
+/** Sockets in a lingering close: reading and dropping what still comes, answering nothing more. */
+const lingering = new WeakSet<Socket>();
 
 function settleUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
   const raw = request.raw;
@@ -98,23 +113,25 @@ function settleUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
   }
   // Flowing with no 'data' listener: every byte that arrives is dropped.
   raw.resume();
+  lingerIfClosing(raw, reply.raw);
   const length = Number(raw.headers['content-length']);
   const unread = Number.isSafeInteger(length) ? length - (state?.received ?? 0) : Infinity;
-  if (unread <= DRAIN_LIMIT) return;
-  reply.header('connection', 'close');
-  lingerBeforeClosing(raw, raw.socket);
+  if (unread > DRAIN_LIMIT) reply.header('connection', 'close');
 }
 
 /**
- * Node ends a "Connection: close" answer with socket.destroySoon(): end our
- * side, then destroy the socket as soon as the answer is flushed, reading
- * nothing more. For this one connection it does a lingering close instead:
- * our answer and FIN go out, and the socket reads and drops the rest of the
- * body until it has all come, the client has closed, or the linger is over.
+ * Node ends an answer that closes the connection with socket.destroySoon():
+ * end our side, then destroy the socket as soon as the answer is flushed,
+ * reading nothing more. For this one answer, should Node close, it does a
+ * lingering close instead: our answer and FIN go out, and the socket reads
+ * and drops the rest of the body until it has all come, the client has
+ * closed, or the linger is over. Once the answer is done, the socket's own
+ * destroySoon is back (a kept connection's next answer is not affected).
  */
-function lingerBeforeClosing(request: IncomingMessage, socket: Socket): void {
-  const lingering = socket as Socket & { destroySoon(): void };
-  lingering.destroySoon = () => {
+function lingerIfClosing(request: IncomingMessage, response: ServerResponse): void {
+  const socket = request.socket as Socket & { destroySoon(): void };
+  socket.destroySoon = () => {
+    lingering.add(socket);
     if (socket.writable) socket.end();
     const close = () => {
       clearTimeout(total);
@@ -135,4 +152,10 @@ function lingerBeforeClosing(request: IncomingMessage, socket: Socket): void {
     if (request.complete) close();
     else request.once('end', close);
   };
+  // Node calls destroySoon from its own 'finish' listener, which runs before this one.
+  const restore = () => {
+    Reflect.deleteProperty(socket, 'destroySoon');
+  };
+  response.once('finish', restore);
+  response.once('close', restore);
 }

@@ -140,8 +140,44 @@ export function earlyAnswersSuite(profile: BackendProfile): void {
       });
       expect(res.status).toBe(400);
       expect(res.headers.connection).toBe('close');
-      // The server lingered for the body, then closed.
+      // The server read the whole body after answering (the client could send it), then let go.
       await conn.closedWithin(5000);
+      expect(await conn.acceptsBytes()).toBe(false);
+    });
+
+    it('a client asking for Connection: close still gets its early answer, the body read after it', async () => {
+      // Python's urllib sends "Connection: close" with every request.
+      const res = await conn.exchange('PUT', `/files/refused?${pyVersionQuery(OLDER)}`, {
+        headers: { connection: 'close', 'sha256-checksum': 'xyz' },
+        body: randomBytes(30 * MB),
+      });
+      expect(res.status).toBe(400);
+      expect(res.headers['x-exception']).toMatch(/Invalid SHA256-Checksum/);
+    });
+
+    it('a request pipelined behind a body the server closes on is not run', async () => {
+      await conn.send(
+        'PUT',
+        `/files/refused?${pyVersionQuery(OLDER)}`,
+        {
+          host: 'localhost',
+          'content-length': String(DRAIN_LIMIT + MB),
+          'sha256-checksum': 'xyz',
+        },
+        Buffer.alloc(DRAIN_LIMIT + MB),
+      );
+      await conn.send(
+        'DELETE',
+        `/files/kept?${pyVersionQuery(STORED)}`,
+        { host: 'localhost' },
+        Buffer.alloc(0),
+      );
+      const res = await conn.read();
+      expect(res.status).toBe(400);
+      expect(res.headers.connection).toBe('close');
+      await conn.closedWithin(5000);
+      // The DELETE was never answered, and never run.
+      expect((await http(`${srv.url}/files/kept`)).status).toBe(200);
     });
 
     it('Python http.client sending a large refused body receives the 400', async () => {

@@ -3,6 +3,7 @@ import { FilesystemBlobStore } from './blobstore/filesystem.js';
 import type { BlobStore } from './blobstore/port.js';
 import type { Config } from './config/schema.js';
 import { maxStoredSize } from './dedup/upload-check.js';
+import { StartupError } from './errors.js';
 import { MemoryLockManager } from './locks/memory.js';
 import type { LockManager } from './locks/port.js';
 import type { MetaStore } from './metastore/port.js';
@@ -17,7 +18,7 @@ export interface Backends {
 }
 
 /** A configured backend this build cannot provide; start-up stops with this message. */
-export class UnsupportedBackendError extends Error {}
+export class UnsupportedBackendError extends StartupError {}
 
 /** Opens the stores the configuration names. Everything opened is closed again if a later one fails. */
 export async function openBackends(config: Config, logger: Logger): Promise<Backends> {

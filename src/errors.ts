@@ -22,6 +22,13 @@ export type ErrorCode =
 /** Which dependency failed, for logs and metrics. */
 export type BackendKind = 'database' | 'storage' | 'locks' | 'filetracker';
 
+/**
+ * A dependency that cannot be used as configured (a backend this build does
+ * not have, an S3 server lacking what the store needs): start-up stops with
+ * the message alone, which says what is wrong.
+ */
+export class StartupError extends Error {}
+
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly backend: BackendKind | undefined;

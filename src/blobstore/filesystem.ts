@@ -131,6 +131,10 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 
+  async deleteMany(keys: string[]): Promise<void> {
+    for (const key of keys) await this.delete(key);
+  }
+
   async *list(options: { prefix?: string } = {}): AsyncIterable<BlobListing> {
     const prefix = options.prefix ?? '';
     // Walk depth-first with one open directory per level: memory stays flat

@@ -30,6 +30,12 @@ export interface BlobStore {
   /** Removes the object; removing an absent key is not an error. */
   delete(key: string): Promise<void>;
 
+  /**
+   * Removes the objects (S3: in batches where the server has DeleteObjects);
+   * absent keys are not an error. Throws if any present key could not be removed.
+   */
+  deleteMany(keys: string[]): Promise<void>;
+
   /** Every key under `prefix` (all keys when omitted), in no particular order. */
   list(options?: { prefix?: string; signal?: AbortSignal }): AsyncIterable<BlobListing>;
 

@@ -16,7 +16,6 @@ import {
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -30,6 +29,13 @@ import type {
   PutOptions,
   PutResult,
 } from './port.js';
+import {
+  deleteObjects,
+  describeCapabilities,
+  probeCapabilities,
+  type S3Capabilities,
+} from './s3-capabilities.js';
+import { describeError as describe, statusOf } from './s3-errors.js';
 import { UploadBuffers } from './upload-buffers.js';
 
 /** S3's limit on the number of parts of one multipart upload. */
@@ -63,17 +69,22 @@ export interface S3StoreOptions {
 }
 
 /**
- * The blob store on any S3-compatible server (AWS, MinIO, Ceph radosgw, Garage).
+ * The blob store on any S3-compatible server (AWS, MinIO, Ceph radosgw,
+ * OpenStack Swift's s3api, Garage).
  *
  * Uploads: an object that fits in one part is buffered and sent with a single
  * PutObject of known length; larger ones go as a multipart upload with at most
  * `partsPerUpload` parts in flight, all part memory drawn from one budget
  * (UploadBuffers). `beforeCommit` runs before the PutObject / the
  * CompleteMultipartUpload, so content that fails verification never becomes
- * visible. PutObject carries If-None-Match: * (never overwrite). Servers that
- * ignore that header on CompleteMultipartUpload (Ceph 16 does) are covered by
- * a HeadObject just before completing; callers that may race on one key
- * serialize that step (the dedup core holds a `commit:<hash>` lock there).
+ * visible.
+ *
+ * An existing key is never overwritten. Where the server honours
+ * If-None-Match: * (found out at start-up, see s3-capabilities.ts) the create
+ * itself says so; elsewhere (Swift refuses it on PutObject, Ceph 16 ignores it
+ * on CompleteMultipartUpload) a HeadObject comes just before the create, and
+ * callers that may race on one key serialize that step (the dedup core holds
+ * a `commit:<hash>` lock there, across instances with PostgreSQL locks).
  */
 export class S3BlobStore implements BlobStore {
   private readonly client: S3Client;
@@ -81,6 +92,12 @@ export class S3BlobStore implements BlobStore {
   readonly partSize: number;
   /** Requests sent, by command name (tests and metrics read it). */
   readonly requestCounts = new Map<string, number>();
+  /** Until the probe has run, assume nothing optional. */
+  private caps: S3Capabilities = {
+    conditionalPut: 'refused',
+    conditionalComplete: 'refused',
+    batchDelete: 'no',
+  };
 
   private constructor(private readonly o: S3StoreOptions) {
     const neededPart = Math.ceil(o.maxObjectSize / MAX_PARTS / (1024 * 1024)) * 1024 * 1024;
@@ -126,11 +143,19 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
-  /** Connects, checks the credentials and creates the bucket if it is missing. */
+  /**
+   * Connects, checks the credentials, creates the bucket if it is missing and
+   * finds out what the server supports (logged in one line).
+   */
   static async open(options: S3StoreOptions, startupDeadlineMs = 30_000): Promise<S3BlobStore> {
     const store = new S3BlobStore(options);
     try {
       await store.ensureBucket(startupDeadlineMs);
+      store.caps = await probeCapabilities(store.client, options.bucket, options.endpoint);
+      options.logger.info(
+        { endpoint: options.endpoint, capabilities: store.caps },
+        `S3 capabilities: ${describeCapabilities(store.caps)}`,
+      );
     } catch (err) {
       store.client.destroy();
       throw err;
@@ -220,7 +245,12 @@ export class S3BlobStore implements BlobStore {
     signal?: AbortSignal,
   ): Promise<PutResult> {
     const data = buffer.subarray(0, length);
+    const conditional = this.caps.conditionalPut === 'honoured';
     try {
+      if (!conditional) {
+        const existing = await this.stat(key, { signal });
+        if (existing) return { created: false, size: existing.size };
+      }
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.o.bucket,
@@ -228,13 +258,13 @@ export class S3BlobStore implements BlobStore {
           Body: data,
           ContentLength: data.length,
           ContentType: 'application/gzip',
-          IfNoneMatch: '*',
+          IfNoneMatch: conditional ? '*' : undefined,
         }),
         { abortSignal: signal },
       );
       return { created: true, size: data.length };
     } catch (err) {
-      if (statusOf(err) !== 412) throw err;
+      if (!conditional || statusOf(err) !== 412) throw err;
       return { created: false, size: await this.existingSize(key) };
     } finally {
       this.buffers.release(buffer);
@@ -328,23 +358,31 @@ export class S3BlobStore implements BlobStore {
       if (failure !== undefined) throw failure;
 
       await options.beforeCommit?.();
-      // Ceph 16 ignores If-None-Match on CompleteMultipartUpload; look first.
-      const existing = await this.stat(key, { signal });
-      if (existing) {
-        await this.abort(key, uploadId);
-        return { created: false, size: existing.size };
+      const conditional = this.caps.conditionalComplete === 'honoured';
+      if (!conditional) {
+        const existing = await this.stat(key, { signal });
+        if (existing) {
+          await this.abort(key, uploadId);
+          return { created: false, size: existing.size };
+        }
       }
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-          IfNoneMatch: '*',
-        }),
-        { abortSignal: signal },
-      );
+      try {
+        await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts },
+            IfNoneMatch: conditional ? '*' : undefined,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        if (!conditional || statusOf(err) !== 412) throw err;
+        await this.abort(key, uploadId);
+        return { created: false, size: await this.existingSize(key) };
+      }
       return { created: true, size: total };
     } catch (err) {
       // Wait for parts still in flight so their buffers return to the budget, then abort.
@@ -412,6 +450,37 @@ export class S3BlobStore implements BlobStore {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.o.bucket, Key: key }));
     } catch (err) {
       if (!isNotFound(err)) throw this.mapError(err, `deleting ${key}`);
+    }
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    if (this.caps.batchDelete === 'no') {
+      for (const key of keys) await this.delete(key);
+      return;
+    }
+    // DeleteObjects takes at most 1,000 keys.
+    for (let at = 0; at < keys.length; at += 1000) {
+      const batch = keys.slice(at, at + 1000);
+      let out: Awaited<ReturnType<typeof deleteObjects>>;
+      try {
+        out = await deleteObjects(
+          this.client,
+          this.o.bucket,
+          batch,
+          this.caps.batchDelete === 'with-content-md5',
+        );
+      } catch (err) {
+        throw this.mapError(err, `deleting ${batch.length} objects`);
+      }
+      // Absent keys are not an error; any other failure of any key is.
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) {
+        const first = failed[0];
+        throw backendUnavailable(
+          'storage',
+          `deleting ${failed.length} of ${batch.length} objects failed, e.g. ${first?.Key}: ${first?.Code} ${first?.Message ?? ''}`,
+        );
+      }
     }
   }
 
@@ -485,6 +554,11 @@ export class S3BlobStore implements BlobStore {
     this.client.destroy();
   }
 
+  /** What the server was found to support at start-up. */
+  get capabilities(): S3Capabilities {
+    return this.caps;
+  }
+
   /** Bytes of uploads held in memory right now. */
   get bufferedUploadBytes(): number {
     return this.buffers.inUse;
@@ -552,20 +626,7 @@ class PartReader {
   }
 }
 
-function statusOf(err: unknown): number | undefined {
-  if (err instanceof S3ServiceException) return err.$metadata?.httpStatusCode;
-  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
-}
-
 function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string }).name;
   return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
-}
-
-function describe(err: unknown): string {
-  const e = err as { name?: string; message?: string; code?: string };
-  const status = statusOf(err);
-  return [e.name, e.code, status ? `HTTP ${status}` : undefined, e.message]
-    .filter(Boolean)
-    .join(': ');
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UnsupportedBackendError } from '../backends.js';
+import { StartupError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { startServer } from '../server.js';
 import { type ConfigFlags, configOrExit, withConfigOptions } from './config-options.js';
@@ -14,7 +14,7 @@ export function registerServerCommand(program: Command): void {
     try {
       server = await startServer(config, logger);
     } catch (err) {
-      if (err instanceof UnsupportedBackendError) logger.fatal(err.message);
+      if (err instanceof StartupError) logger.fatal(err.message);
       else logger.fatal({ err }, 'could not start');
       process.exitCode = 1;
       return;

@@ -46,6 +46,32 @@ async function mustGet(store: BlobStore, key: string) {
   return reader;
 }
 
+/**
+ * A per-key lock for `beforeCommit`, as the dedup core's `commit:<hash>`
+ * lock: held from beforeCommit until put() returns. A store whose create is
+ * not atomic by itself (S3 servers without conditional writes) relies on it.
+ */
+function commitLock() {
+  let tail = Promise.resolve();
+  return {
+    /** Runs put() with the lock taken in its beforeCommit and released when it returns. */
+    async around<T>(put: (beforeCommit: () => Promise<void>) => Promise<T>): Promise<T> {
+      let release = () => {};
+      try {
+        return await put(async () => {
+          const previous = tail;
+          tail = new Promise<void>((resolve) => {
+            release = resolve;
+          });
+          await previous;
+        });
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
 let keyCounter = 0;
 const uniqueKey = () =>
   `ab/cd/${Date.now().toString(16)}${(keyCounter++).toString(16).padStart(8, '0')}`;
@@ -114,11 +140,26 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       expect(await h.leftovers()).toEqual([]);
     });
 
-    it('creates a key exactly once under concurrent puts', async () => {
+    it('never overwrites an existing key with an object of several parts either', async () => {
       const key = uniqueKey();
+      const first = Buffer.from('first version of the bytes');
+      await h.store.put(key, Readable.from([first]), { size: first.length });
+      const large = generated(11 * 1024 * 1024, 3);
+      expect(await h.store.put(key, large.stream)).toEqual({ created: false, size: first.length });
+      expect(await readAll((await mustGet(h.store, key)).body)).toEqual(first);
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('creates a key exactly once under concurrent puts whose commits are serialized', async () => {
+      const key = uniqueKey();
+      const lock = commitLock();
       const bodies = Array.from({ length: 8 }, (_, i) => Buffer.alloc(1000 + i, i));
       const results = await Promise.all(
-        bodies.map((b) => h.store.put(key, Readable.from([b]), { size: b.length })),
+        bodies.map((b) =>
+          lock.around((beforeCommit) =>
+            h.store.put(key, Readable.from([b]), { size: b.length, beforeCommit }),
+          ),
+        ),
       );
       const created = results.filter((r) => r.created);
       expect(created).toHaveLength(1);
@@ -192,6 +233,17 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       await h.store.delete(key);
       expect(await h.store.stat(key)).toBeNull();
       await expect(h.store.delete(key)).resolves.toBeUndefined();
+    });
+
+    it('deletes many keys at once, absent ones included', async () => {
+      const keys = Array.from({ length: 5 }, () => uniqueKey());
+      for (const key of keys) await h.store.put(key, Readable.from([Buffer.from(key)]), {});
+      const kept = uniqueKey();
+      await h.store.put(kept, Readable.from([Buffer.from('kept')]), {});
+      await h.store.deleteMany([...keys, uniqueKey()]);
+      for (const key of keys) expect(await h.store.stat(key)).toBeNull();
+      expect(await h.store.stat(kept)).not.toBeNull();
+      await expect(h.store.deleteMany([])).resolves.toBeUndefined();
     });
 
     it('lists keys under a prefix with sizes', async () => {

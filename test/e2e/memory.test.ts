@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pyVersionQuery } from '../support/http.js';
 import { type ServerProcess, startServerProcess } from '../support/process.js';
-import { emptyBucket } from '../support/s3.js';
+import { emptyBucket, s3Target } from '../support/s3.js';
 import { s3Env } from '../support/server.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -56,6 +56,7 @@ function digest(chunks: Iterable<Buffer>): string {
 describe.each([
   ['filesystem', () => ({})],
   ['s3 (Ceph radosgw)', () => s3Env()],
+  ['s3 (OpenStack Swift s3api)', () => s3Env(s3Target('swift'))],
 ])('server memory, %s store', (name, backendEnv) => {
   let dir: { path: string; remove(): Promise<void> };
   let server: ServerProcess;
@@ -73,7 +74,7 @@ describe.each([
   }, 60_000);
   afterEach(async () => {
     // Give the test cluster its RAM back (it keeps objects in memory).
-    if (env?.BUCKET_NAME) await emptyBucket(env.BUCKET_NAME);
+    if (env?.BUCKET_NAME) await emptyBucket(env.BUCKET_NAME, env.S3_ACCESS_KEY);
   });
   afterAll(async () => {
     await server?.stop();

@@ -10,15 +10,19 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { S3BlobStore } from '../../src/blobstore/s3.js';
+import type { S3Capabilities } from '../../src/blobstore/s3-capabilities.js';
 import { extraRadosgw } from '../services/ceph.js';
+import { capabilityProxy } from '../support/capability-proxy.js';
 import { faultProxy } from '../support/fault-proxy.js';
 import { digestOf, http, pyClient, pyVersionQuery } from '../support/http.js';
-import { runCli } from '../support/process.js';
-import { testS3Client } from '../support/s3.js';
+import { postgresEnv } from '../support/postgres.js';
+import { runCli, startServerProcess } from '../support/process.js';
+import { type S3Name, s3Target, testS3Client } from '../support/s3.js';
 import {
   s3Env,
   s3Profile,
   startTestServer,
+  swiftProfile,
   type TestServer,
   uniqueBucket,
 } from '../support/server.js';
@@ -49,15 +53,32 @@ function counts(srv: TestServer): Record<string, number> {
   return Object.fromEntries(store.requestCounts);
 }
 
-describe('S3 blob store through the server', () => {
+/** What each S3 server was found to support (the start-up probe, src/blobstore/s3-capabilities.ts). */
+const EXPECTED: Record<S3Name, S3Capabilities> = {
+  // Ceph 16 ignores If-None-Match on CompleteMultipartUpload.
+  s3: { conditionalPut: 'honoured', conditionalComplete: 'ignored', batchDelete: 'yes' },
+  // Swift's s3api 2.30 answers 501 to a conditional PutObject, wants Content-MD5 on DeleteObjects.
+  swift: {
+    conditionalPut: 'refused',
+    conditionalComplete: 'honoured',
+    batchDelete: 'with-content-md5',
+  },
+};
+
+describe.each(['s3', 'swift'] as const)('S3 blob store through the server (%s)', (name) => {
   let srv: TestServer;
   let client: S3Client;
   beforeAll(async () => {
-    srv = await startTestServer(s3Profile, {
+    srv = await startTestServer(name === 's3' ? s3Profile : swiftProfile, {
       S3_PART_SIZE: String(5 * MiB),
       SPILL_THRESHOLD: String(MiB),
     });
-    client = sdk();
+    client = testS3Client(s3Target(name));
+  });
+
+  it('found out what the server supports, and uses the safe path where it lacks something', () => {
+    const store = srv.server.backends.blobs as S3BlobStore;
+    expect(store.capabilities).toEqual(EXPECTED[name]);
   });
   afterAll(async () => {
     await srv?.close();
@@ -189,7 +210,7 @@ describe('S3 blob store through the server', () => {
     ).toBe(false);
   });
 
-  it('never lets a second upload of a large content overwrite the first (Ceph ignores If-None-Match on multipart)', async () => {
+  it('never lets a second upload of a large content overwrite the first', async () => {
     const content = randomBytes(11 * MiB);
     const first = gzipSync(content, { level: 1 });
     const second = gzipSync(content, { level: 2 });
@@ -214,6 +235,166 @@ describe('S3 blob store through the server', () => {
       const got = await http(`${srv.url}/files/${p}`);
       expect(got.headers['content-length']).toBe(String(stored.length));
       expect(got.body.equals(stored)).toBe(true);
+    }
+  });
+
+  it('two instances racing one content, small and large, leave exactly one of the uploads', async () => {
+    // Two servers on one bucket, coordinated by PostgreSQL locks, as behind a load balancer.
+    const env: Record<string, string> = {
+      ...s3Env(s3Target(name)),
+      ...(await postgresEnv()),
+      S3_PART_SIZE: String(5 * MiB),
+    };
+    const [one, two] = await Promise.all([
+      startTestServer(s3Profile, env),
+      startTestServer(s3Profile, env),
+    ]);
+    try {
+      // Four encodings of one content, in one to four gzip members, so each
+      // upload has other bytes and another size; the large one takes two parts.
+      for (const size of [100 * 1024, 12 * MiB]) {
+        const content = randomBytes(size);
+        const bodies = [1, 2, 3, 4].map((members) =>
+          Buffer.concat(
+            Array.from({ length: members }, (_, m) =>
+              gzipSync(
+                content.subarray(
+                  Math.floor((size * m) / members),
+                  Math.floor((size * (m + 1)) / members),
+                ),
+                { level: 1 },
+              ),
+            ),
+          ),
+        );
+        expect(new Set(bodies.map((b) => b.length)).size).toBe(4);
+        const answers = await Promise.all(
+          bodies.map((body, i) =>
+            http(`${(i % 2 ? one : two).url}/files/race${size}/${i}${q}`, {
+              method: 'PUT',
+              headers: { 'content-encoding': 'gzip', 'sha256-checksum': sha(content) },
+              body,
+            }),
+          ),
+        );
+        expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+        const key = `${sha(content).slice(0, 2)}/${sha(content).slice(2, 4)}/${sha(content)}`;
+        const stored = await objectBytes(client, env.BUCKET_NAME ?? '', key);
+        expect(bodies.filter((b) => b.equals(stored))).toHaveLength(1);
+        expect((await one.server.backends.meta.getBlob(sha(content)))?.storedSize).toBe(
+          stored.length,
+        );
+        for (const [i, srv] of [one, two, one, two].entries()) {
+          const got = await http(`${srv.url}/files/race${size}/${i}`);
+          expect(got.body.equals(stored)).toBe(true);
+        }
+      }
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  }, 60_000);
+});
+
+describe('S3 capabilities', () => {
+  it.each(['s3', 'swift'] as const)(
+    'the start-up log says in one line what %s supports',
+    async (name) => {
+      const dir = await makeTempDir();
+      const proc = await startServerProcess({
+        ...s3Env(s3Target(name)),
+        SQLITE_PATH: join(dir.path, 'kv.db'),
+        TEMP_DIR: join(dir.path, 'tmp'),
+      });
+      try {
+        const line = proc
+          .output()
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as { msg: string; capabilities?: S3Capabilities })
+          .find((l) => l.msg.startsWith('S3 capabilities:'));
+        expect(line?.capabilities).toEqual(EXPECTED[name]);
+        // Quoted in the docs: what an operator sees.
+        console.log(`[capabilities] ${name}: ${line?.msg}`);
+      } finally {
+        await proc.stop();
+        await dir.remove();
+      }
+    },
+  );
+
+  it('with conditional PutObject refused and DeleteObjects wanting Content-MD5 (a proxy in front of radosgw), the safe paths are taken and correct', async () => {
+    const proxy = await capabilityProxy(inject('s3').endpoint, {
+      refuseConditionalPut: true,
+      requireContentMd5: true,
+    });
+    const srv = await startTestServer(s3Profile, { S3_ENDPOINT: proxy.url });
+    const store = srv.server.backends.blobs as S3BlobStore;
+    try {
+      expect(store.capabilities).toEqual({
+        conditionalPut: 'refused',
+        conditionalComplete: 'ignored',
+        batchDelete: 'with-content-md5',
+      });
+      const probed = proxy.seen.conditionalPuts;
+      // Concurrent uploads of one new content, as gzip of several levels.
+      const content = randomBytes(200_000);
+      const bodies = [1, 5, 9].map((level) => gzipSync(content, { level }));
+      const answers = await Promise.all(
+        bodies.map((body, i) =>
+          http(`${srv.url}/files/safe/${i}${q}`, {
+            method: 'PUT',
+            headers: { 'content-encoding': 'gzip', 'sha256-checksum': sha(content) },
+            body,
+          }),
+        ),
+      );
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+      // No conditional PutObject was tried after the probe, and the object was written once.
+      expect(proxy.seen.conditionalPuts).toBe(probed);
+      const key = `${sha(content).slice(0, 2)}/${sha(content).slice(2, 4)}/${sha(content)}`;
+      expect(proxy.seen.putsOf.get(`/${srv.config.BUCKET_NAME}/${key}`)).toBe(1);
+      const admin = sdk();
+      const stored = await objectBytes(admin, srv.config.BUCKET_NAME, key);
+      admin.destroy();
+      expect(bodies.filter((b) => b.equals(stored))).toHaveLength(1);
+      expect((await srv.server.backends.meta.getBlob(sha(content)))?.storedSize).toBe(
+        stored.length,
+      );
+      for (const i of [0, 1, 2]) {
+        expect((await http(`${srv.url}/files/safe/${i}`)).body.equals(stored)).toBe(true);
+      }
+      // Batch deletes go through with Content-MD5.
+      const batches = proxy.seen.batchDeletes;
+      await store.deleteMany([key, 'ab/cd/absent']);
+      expect(await store.stat(key)).toBeNull();
+      expect(proxy.seen.batchDeletes).toBe(batches + 1);
+    } finally {
+      await srv.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe('S3 server the store cannot use', () => {
+  it('without multipart uploads: start-up stops with a message naming what is missing', async () => {
+    const proxy = await capabilityProxy(inject('s3').endpoint, { refuseMultipart: true });
+    const dir = await makeTempDir();
+    try {
+      const { code, output } = await runCli(['server'], {
+        ...s3Env(),
+        S3_ENDPOINT: proxy.url,
+        SQLITE_PATH: join(dir.path, 'kv.db'),
+        TEMP_DIR: join(dir.path, 'tmp'),
+        LISTEN_PORT: '0',
+      });
+      expect(code).toBe(1);
+      expect(output).toMatch(
+        /S3 at http:\/\/127\.0\.0\.1:\d+ cannot be used for bucket .*: multipart upload failed .*NotImplemented/,
+      );
+    } finally {
+      await proxy.close();
+      await dir.remove();
     }
   });
 });

@@ -1,10 +1,14 @@
 import type { TestProject } from 'vitest/node';
 import { type S3Service, startCeph } from './ceph.js';
 import { type PostgresService, startPostgres } from './postgres.js';
+import { startSwift } from './swift.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** Ceph radosgw: the S3 server most suites use. */
     s3: S3Service;
+    /** OpenStack Swift's s3api: the second S3 implementation (no conditional PutObject). */
+    swift: S3Service;
     postgres: PostgresService;
   }
 }
@@ -15,21 +19,32 @@ declare module 'vitest' {
  * start fails the run: nothing is skipped.
  */
 export default async function setup(project: TestProject) {
-  const [ceph, postgres] = await Promise.allSettled([startCeph(), startPostgres()]);
-  if (ceph.status === 'rejected' || postgres.status === 'rejected') {
-    if (ceph.status === 'fulfilled') ceph.value.stop();
-    if (postgres.status === 'fulfilled') postgres.value.stop();
-    throw ceph.status === 'rejected' ? ceph.reason : (postgres as PromiseRejectedResult).reason;
-  }
+  const started = await Promise.allSettled([startCeph(), startSwift(), startPostgres()]);
   const stopAll = () => {
-    ceph.value.stop();
-    postgres.value.stop();
+    for (const s of started) if (s.status === 'fulfilled') s.value.stop();
   };
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  const [ceph, swift, postgres] = started;
+  if (
+    failed ||
+    ceph?.status !== 'fulfilled' ||
+    swift?.status !== 'fulfilled' ||
+    postgres?.status !== 'fulfilled'
+  ) {
+    stopAll();
+    throw failed?.reason ?? new Error('a test service did not start');
+  }
   process.once('exit', stopAll);
   process.once('SIGINT', () => process.exit(130));
   process.once('SIGTERM', () => process.exit(143));
-  const { endpoint, accessKey, secretKey, dir } = ceph.value;
-  project.provide('s3', { endpoint, accessKey, secretKey, dir });
+  const s3 = (service: S3Service): S3Service => ({
+    endpoint: service.endpoint,
+    accessKey: service.accessKey,
+    secretKey: service.secretKey,
+    dir: service.dir,
+  });
+  project.provide('s3', s3(ceph.value));
+  project.provide('swift', s3(swift.value));
   project.provide('postgres', { url: postgres.value.url, dir: postgres.value.dir });
   return () => {
     process.off('exit', stopAll);

@@ -1,11 +1,13 @@
 import pino from 'pino';
-import { inject } from 'vitest';
 import { S3BlobStore } from '../../src/blobstore/s3.js';
+import { s3Target } from './s3.js';
 import { uniqueBucket } from './server.js';
 
-/** An S3BlobStore on the test radosgw, with small parts so multipart paths are cheap to reach. */
-export function openTestS3(overrides: Partial<Parameters<typeof S3BlobStore.open>[0]> = {}) {
-  const s3 = inject('s3');
+/** An S3BlobStore on a test S3 server, with small parts so multipart paths are cheap to reach. */
+export function openTestS3(
+  overrides: Partial<Parameters<typeof S3BlobStore.open>[0]> = {},
+  s3 = s3Target(),
+) {
   return S3BlobStore.open({
     endpoint: s3.endpoint,
     accessKeyId: s3.accessKey,

@@ -1,11 +1,10 @@
 import { join } from 'node:path';
 import pino from 'pino';
-import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { postgresEnv } from './postgres.js';
-import { emptyBucket } from './s3.js';
+import { emptyBucket, type S3Target, s3Target } from './s3.js';
 import { makeTempDir } from './tmp.js';
 
 /**
@@ -34,14 +33,13 @@ export function uniqueBucket(): string {
   return `t-${process.pid}-${Date.now().toString(36)}-${buckets++}`;
 }
 
-/** The S3 endpoint of the radosgw the global setup started. */
-export function s3Env(): Record<string, string> {
-  const s3 = inject('s3');
+/** A fresh bucket on one of the S3 servers the global setup started (radosgw unless named). */
+export function s3Env(target: S3Target = s3Target()): Record<string, string> {
   return {
     STORAGE_TYPE: 's3',
-    S3_ENDPOINT: s3.endpoint,
-    S3_ACCESS_KEY: s3.accessKey,
-    S3_SECRET_KEY: s3.secretKey,
+    S3_ENDPOINT: target.endpoint,
+    S3_ACCESS_KEY: target.accessKey,
+    S3_SECRET_KEY: target.secretKey,
     BUCKET_NAME: uniqueBucket(),
   };
 }
@@ -50,6 +48,16 @@ export const s3Profile: BackendProfile = {
   name: 's3 (Ceph radosgw) + sqlite',
   env: async (dir) => ({
     ...s3Env(),
+    KVSTORAGE_TYPE: 'sqlite',
+    SQLITE_PATH: join(dir, 'kv.db'),
+  }),
+};
+
+/** The second S3 implementation: no conditional PutObject, DeleteObjects only with Content-MD5. */
+export const swiftProfile: BackendProfile = {
+  name: 's3 (OpenStack Swift s3api) + sqlite',
+  env: async (dir) => ({
+    ...s3Env(s3Target('swift')),
     KVSTORAGE_TYPE: 'sqlite',
     SQLITE_PATH: join(dir, 'kv.db'),
   }),
@@ -95,7 +103,7 @@ export async function startTestServer(
     dir: dir.path,
     close: async () => {
       await server.close();
-      if (config.STORAGE_TYPE === 's3') await emptyBucket(config.BUCKET_NAME);
+      if (config.STORAGE_TYPE === 's3') await emptyBucket(config.BUCKET_NAME, config.S3_ACCESS_KEY);
       await dir.remove();
     },
   };

@@ -1,0 +1,4 @@
+import { swiftProfile } from '../support/server.js';
+import { protocolSuite } from './protocol.suite.js';
+
+protocolSuite(swiftProfile);

@@ -8,6 +8,7 @@ import {
   type DeleteObjectsCommandOutput,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
@@ -35,34 +36,83 @@ export interface S3Capabilities {
 export type Support = 'honoured' | 'ignored' | 'refused';
 
 /** A server that lacks something the store cannot do without; start-up stops with this message. */
-export class S3UnusableError extends StartupError {}
+export class S3UnusableError extends StartupError {
+  constructor(
+    message: string,
+    /** The server failed (5xx) or did not answer: worth another try while start-up waits. */
+    readonly transient = false,
+  ) {
+    super(message);
+  }
+}
+
+/** 5xx (but for 501 Not Implemented), a timeout, or a connection that failed. */
+function isTransient(err: unknown): boolean {
+  const status = statusOf(err);
+  if (status !== undefined) return status >= 500 && status !== 501;
+  const { name, code } = err as { name?: string; code?: unknown };
+  return name === 'TimeoutError' || (typeof code === 'string' && /^E[A-Z]+$/.test(code));
+}
 
 /** Keys of the probe: outside the blob layout (ab/cd/<sha256>), so no cleaner ever mistakes them for blobs. */
 const PROBE_PREFIX = '.s3dedup-probe/';
+/** Probe keys and uploads this old are leftovers of a process that died mid-probe. */
+const STALE_PROBE_MS = 60 * 60 * 1000;
+
+export interface ProbeOptions {
+  endpoint: string;
+  /** Per request: radosgw creates its pools on a bucket's first writes, which can take seconds. */
+  requestTimeoutMs: number;
+  /** Until when a server failing with 5xx or not answering is tried again. */
+  deadline: number;
+}
 
 /**
  * Tries, on a few keys under a prefix of its own that it removes again,
  * every request the store uses: plain ones (PutObject, GetObject of the same
- * bytes, HeadObject, ListObjectsV2, multipart upload, DeleteObject), which
- * must work, and the optional ones above, whose outcome it reports.
+ * bytes, HeadObject of a present and an absent key, ListObjectsV2, multipart
+ * upload and its abort, DeleteObject), which must work, and the optional
+ * ones above, whose outcome it reports. A server that fails with 5xx or
+ * does not answer is tried again until `deadline`.
  */
 export async function probeCapabilities(
   client: S3Client,
   bucket: string,
-  endpoint: string,
+  options: ProbeOptions,
+): Promise<S3Capabilities> {
+  await removeStaleProbes(client, bucket);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await probeOnce(client, bucket, options);
+    } catch (err) {
+      if (!(err instanceof S3UnusableError) || !err.transient || Date.now() > options.deadline)
+        throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 200 * attempt)));
+    }
+  }
+}
+
+async function probeOnce(
+  client: S3Client,
+  bucket: string,
+  { endpoint, requestTimeoutMs }: ProbeOptions,
 ): Promise<S3Capabilities> {
   const prefix = `${PROBE_PREFIX}${randomUUID()}/`;
   const key = (name: string) => `${prefix}${name}`;
+  const send = { requestTimeout: requestTimeoutMs };
   const step = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
     try {
       return await run();
     } catch (err) {
+      if (err instanceof S3UnusableError) throw err;
       throw new S3UnusableError(
         `S3 at ${endpoint} cannot be used for bucket "${bucket}": ${what} failed (${describeError(err)})`,
+        isTransient(err),
       );
     }
   };
   const bytes = Buffer.from('s3dedup capability probe\n');
+  const names = ['plain', 'multipart', 'conditional', 'conditional-multipart', 'aborted'];
   const put = (name: string, ifNoneMatch?: string) =>
     client.send(
       new PutObjectCommand({
@@ -72,12 +122,16 @@ export async function probeCapabilities(
         ContentLength: bytes.length,
         IfNoneMatch: ifNoneMatch,
       }),
+      send,
     );
 
   try {
     await step('PutObject', () => put('plain'));
     const back = await step('GetObject', async () => {
-      const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key('plain') }));
+      const out = await client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key('plain') }),
+        send,
+      );
       const body = out.Body as { transformToByteArray(): Promise<Uint8Array> } | undefined;
       return Buffer.from((await body?.transformToByteArray()) ?? new Uint8Array());
     });
@@ -88,34 +142,84 @@ export async function probeCapabilities(
       );
     }
     await step('HeadObject', () =>
-      client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('plain') })),
+      client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('plain') }), send),
     );
-    await step('multipart upload', () => multipart(client, bucket, key('multipart')));
+    // The store looks before it creates where writes are not conditional: an
+    // absent key must say 404 (AWS says 403 to credentials without s3:ListBucket).
+    await step('HeadObject of an absent key', async () => {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('absent') }), send);
+      } catch (err) {
+        if (statusOf(err) === 404) return;
+        throw err;
+      }
+      throw new Error('answered 200 for a key never written');
+    });
+    await step('multipart upload', () => multipart(client, bucket, key('multipart'), send));
+    await step('AbortMultipartUpload', () => abortedUpload(client, bucket, key('aborted'), send));
 
-    const conditionalPut = await conditional(
-      () => put('conditional'),
-      () => put('plain', '*'),
+    const conditionalPut = await step('PutObject with If-None-Match', () =>
+      conditional(
+        () => put('conditional'),
+        () => put('plain', '*'),
+      ),
     );
-    const conditionalComplete = await conditional(
-      () => multipart(client, bucket, key('conditional-multipart'), '*'),
-      () => multipart(client, bucket, key('plain'), '*'),
+    const conditionalComplete = await step('CompleteMultipartUpload with If-None-Match', () =>
+      conditional(
+        () => multipart(client, bucket, key('conditional-multipart'), send, '*'),
+        () => multipart(client, bucket, key('plain'), send, '*'),
+      ),
     );
-
-    const listed = await step('ListObjectsV2', () => listKeys(client, bucket, prefix));
-    const batchDelete = await tryBatchDelete(client, bucket, listed);
-    // Whatever the batch left, and the check that plain deletes work.
-    for (const left of await step('ListObjectsV2', () => listKeys(client, bucket, prefix))) {
+    await step('ListObjectsV2', () => listKeys(client, bucket, prefix, send));
+    const batchDelete = await step('DeleteObjects', () =>
+      tryBatchDelete(client, bucket, names.map(key), send),
+    );
+    // By name, not by listing (listings may lag): whatever the batch left, and
+    // the check that plain deletes work.
+    for (const name of names) {
       await step('DeleteObject', () =>
-        client.send(new DeleteObjectCommand({ Bucket: bucket, Key: left })),
+        client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send),
       );
     }
     return { conditionalPut, conditionalComplete, batchDelete };
   } catch (err) {
     // Best effort: the probe's own keys go away even when it fails.
-    for (const left of await listKeys(client, bucket, prefix).catch(() => [])) {
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: left })).catch(() => {});
+    for (const name of names) {
+      await client
+        .send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send)
+        .catch(() => {});
     }
     throw err;
+  }
+}
+
+/**
+ * Best effort: objects and multipart uploads under the probe prefix older
+ * than an hour, left by a process that died while probing.
+ */
+async function removeStaleProbes(client: S3Client, bucket: string): Promise<void> {
+  const before = Date.now() - STALE_PROBE_MS;
+  try {
+    const listed = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: PROBE_PREFIX }),
+    );
+    for (const item of listed.Contents ?? []) {
+      if (item.Key && (item.LastModified?.getTime() ?? 0) < before) {
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: item.Key }));
+      }
+    }
+    const uploads = await client.send(
+      new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: PROBE_PREFIX }),
+    );
+    for (const u of uploads.Uploads ?? []) {
+      if (u.Key && u.UploadId && (u.Initiated?.getTime() ?? 0) < before) {
+        await client.send(
+          new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }),
+        );
+      }
+    }
+  } catch {
+    // Leftovers cost a few bytes; they are tried again at the next start.
   }
 }
 
@@ -166,14 +270,20 @@ function isRefusal(err: unknown): boolean {
   return status === 501 || status === 400 || status === 405;
 }
 
+type SendOptions = { requestTimeout: number };
+
 /** One part, completed (with If-None-Match when given); an upload that fails is aborted. */
 async function multipart(
   client: S3Client,
   bucket: string,
   key: string,
+  send: SendOptions,
   ifNoneMatch?: string,
 ): Promise<void> {
-  const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  const created = await client.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+    send,
+  );
   const uploadId = created.UploadId;
   try {
     const part = await client.send(
@@ -185,6 +295,7 @@ async function multipart(
         Body: Buffer.from('part'),
         ContentLength: 4,
       }),
+      send,
     );
     await client.send(
       new CompleteMultipartUploadCommand({
@@ -194,17 +305,40 @@ async function multipart(
         MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
         IfNoneMatch: ifNoneMatch,
       }),
+      send,
     );
   } catch (err) {
     await client
-      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }), send)
       .catch(() => {});
     throw err;
   }
 }
 
-async function listKeys(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+/** A multipart upload started and aborted: the store aborts every upload it does not complete. */
+async function abortedUpload(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  send: SendOptions,
+): Promise<void> {
+  const created = await client.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+    send,
+  );
+  await client.send(
+    new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId }),
+    send,
+  );
+}
+
+async function listKeys(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  send: SendOptions,
+): Promise<string[]> {
+  const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }), send);
   return (out.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
 }
 
@@ -213,10 +347,11 @@ async function tryBatchDelete(
   client: S3Client,
   bucket: string,
   keys: string[],
+  send: SendOptions,
 ): Promise<S3Capabilities['batchDelete']> {
   for (const md5 of [false, true]) {
     try {
-      const out = await deleteObjects(client, bucket, keys, md5);
+      const out = await deleteObjects(client, bucket, keys, md5, send);
       // A server that answers but deletes nothing is no batch delete at all.
       if ((out.Errors ?? []).length === 0 && (out.Deleted ?? []).length === keys.length)
         return md5 ? 'with-content-md5' : 'yes';
@@ -238,6 +373,7 @@ export function deleteObjects(
   bucket: string,
   keys: string[],
   contentMd5: boolean,
+  send?: SendOptions,
 ): Promise<DeleteObjectsCommandOutput> {
   const command = new DeleteObjectsCommand({
     Bucket: bucket,
@@ -255,5 +391,5 @@ export function deleteObjects(
       { step: 'build', name: 's3dedupContentMd5', priority: 'low' },
     );
   }
-  return client.send(command);
+  return client.send(command, send);
 }

@@ -151,7 +151,12 @@ export class S3BlobStore implements BlobStore {
     const store = new S3BlobStore(options);
     try {
       await store.ensureBucket(startupDeadlineMs);
-      store.caps = await probeCapabilities(store.client, options.bucket, options.endpoint);
+      store.caps = await probeCapabilities(store.client, options.bucket, {
+        endpoint: options.endpoint,
+        // As for creating the bucket: radosgw makes its pools on the first writes.
+        requestTimeoutMs: Math.max(options.requestTimeoutMs, 30_000),
+        deadline: Date.now() + startupDeadlineMs,
+      });
       options.logger.info(
         { endpoint: options.endpoint, capabilities: store.caps },
         `S3 capabilities: ${describeCapabilities(store.caps)}`,
@@ -251,21 +256,23 @@ export class S3BlobStore implements BlobStore {
         const existing = await this.stat(key, { signal });
         if (existing) return { created: false, size: existing.size };
       }
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.o.bucket,
-          Key: key,
-          Body: data,
-          ContentLength: data.length,
-          ContentType: 'application/gzip',
-          IfNoneMatch: conditional ? '*' : undefined,
-        }),
-        { abortSignal: signal },
-      );
+      try {
+        // No abort signal: the body has checked out, and a create cut off
+        // halfway could still land after the commit lock is released.
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.o.bucket,
+            Key: key,
+            Body: data,
+            ContentLength: data.length,
+            ContentType: 'application/gzip',
+            IfNoneMatch: conditional ? '*' : undefined,
+          }),
+        );
+      } catch (err) {
+        return await this.afterFailedCreate(key, err);
+      }
       return { created: true, size: data.length };
-    } catch (err) {
-      if (!conditional || statusOf(err) !== 412) throw err;
-      return { created: false, size: await this.existingSize(key) };
     } finally {
       this.buffers.release(buffer);
     }
@@ -368,6 +375,7 @@ export class S3BlobStore implements BlobStore {
       }
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
       try {
+        // No abort signal, as for PutObject (see putSingle).
         await this.client.send(
           new CompleteMultipartUploadCommand({
             Bucket: bucket,
@@ -376,12 +384,11 @@ export class S3BlobStore implements BlobStore {
             MultipartUpload: { Parts: parts },
             IfNoneMatch: conditional ? '*' : undefined,
           }),
-          { abortSignal: signal },
         );
       } catch (err) {
-        if (!conditional || statusOf(err) !== 412) throw err;
+        const outcome = await this.afterFailedCreate(key, err);
         await this.abort(key, uploadId);
-        return { created: false, size: await this.existingSize(key) };
+        return outcome;
       }
       return { created: true, size: total };
     } catch (err) {
@@ -407,10 +414,22 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  private async existingSize(key: string): Promise<number> {
-    const info = await this.stat(key);
-    if (!info) throw backendUnavailable('storage', `${key} was reported to exist but is not there`);
-    return info.size;
+  /**
+   * A create (PutObject or CompleteMultipartUpload) failed: 412 when the key
+   * exists and the server honours If-None-Match, but also an error that
+   * hides a success (a timeout after the server committed, Swift's errors
+   * inside a 200 of a slow CompleteMultipartUpload). If the key now holds
+   * an object, it holds this content (keys are content hashes, and only
+   * verified content is created), so the upload is done; otherwise the
+   * error stands.
+   */
+  private async afterFailedCreate(key: string, err: unknown): Promise<PutResult> {
+    const existing = await this.stat(key).catch(() => null);
+    if (existing) return { created: false, size: existing.size };
+    if (statusOf(err) === 412) {
+      throw backendUnavailable('storage', `${key} was reported to exist but is not there`, err);
+    }
+    throw err;
   }
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<BlobReader | null> {

@@ -76,9 +76,15 @@ describe.each(['s3', 'swift'] as const)('S3 blob store through the server (%s)',
     client = testS3Client(s3Target(name));
   });
 
-  it('found out what the server supports, and uses the safe path where it lacks something', () => {
+  it('found out what the server supports, and left nothing of the probe behind', async () => {
     const store = srv.server.backends.blobs as S3BlobStore;
     expect(store.capabilities).toEqual(EXPECTED[name]);
+    const uploads: string[] = [];
+    for await (const u of store.openUploads()) uploads.push(u.key);
+    expect(uploads).toEqual([]);
+    const objects: string[] = [];
+    for await (const o of store.list({ prefix: '.s3dedup-probe/' })) objects.push(o.key);
+    expect(objects).toEqual([]);
   });
   afterAll(async () => {
     await srv?.close();
@@ -239,10 +245,14 @@ describe.each(['s3', 'swift'] as const)('S3 blob store through the server (%s)',
   });
 
   it('two instances racing one content, small and large, leave exactly one of the uploads', async () => {
-    // Two servers on one bucket, coordinated by PostgreSQL locks, as behind a load balancer.
+    // Two servers on one bucket, coordinated by PostgreSQL locks, as behind a
+    // load balancer. Through a proxy that holds HeadObject answers back: a
+    // check made outside the commit lock would let both create.
+    const proxy = await capabilityProxy(s3Target(name).endpoint, { delayHeadMs: 200 });
     const env: Record<string, string> = {
       ...s3Env(s3Target(name)),
       ...(await postgresEnv()),
+      S3_ENDPOINT: proxy.url,
       S3_PART_SIZE: String(5 * MiB),
     };
     const [one, two] = await Promise.all([
@@ -281,6 +291,7 @@ describe.each(['s3', 'swift'] as const)('S3 blob store through the server (%s)',
         const key = `${sha(content).slice(0, 2)}/${sha(content).slice(2, 4)}/${sha(content)}`;
         const stored = await objectBytes(client, env.BUCKET_NAME ?? '', key);
         expect(bodies.filter((b) => b.equals(stored))).toHaveLength(1);
+        expect(proxy.seen.createsOf.get(`/${env.BUCKET_NAME}/${key}`)).toBe(1);
         expect((await one.server.backends.meta.getBlob(sha(content)))?.storedSize).toBe(
           stored.length,
         );
@@ -292,6 +303,7 @@ describe.each(['s3', 'swift'] as const)('S3 blob store through the server (%s)',
     } finally {
       await one.close();
       await two.close();
+      await proxy.close();
     }
   }, 60_000);
 });
@@ -327,6 +339,7 @@ describe('S3 capabilities', () => {
     const proxy = await capabilityProxy(inject('s3').endpoint, {
       refuseConditionalPut: true,
       requireContentMd5: true,
+      delayHeadMs: 200,
     });
     const srv = await startTestServer(s3Profile, { S3_ENDPOINT: proxy.url });
     const store = srv.server.backends.blobs as S3BlobStore;
@@ -354,6 +367,7 @@ describe('S3 capabilities', () => {
       expect(proxy.seen.conditionalPuts).toBe(probed);
       const key = `${sha(content).slice(0, 2)}/${sha(content).slice(2, 4)}/${sha(content)}`;
       expect(proxy.seen.putsOf.get(`/${srv.config.BUCKET_NAME}/${key}`)).toBe(1);
+      expect(proxy.seen.createsOf.get(`/${srv.config.BUCKET_NAME}/${key}`)).toBe(1);
       const admin = sdk();
       const stored = await objectBytes(admin, srv.config.BUCKET_NAME, key);
       admin.destroy();

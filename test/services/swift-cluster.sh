@@ -148,8 +148,9 @@ daemon proxy swift-proxy-server "$dir/proxy-server.conf"
 # The proxy answers GET /healthcheck with 200 once it serves (no curl on a bare machine).
 healthy() {
   local status
-  status=$( (exec 3<>"/dev/tcp/127.0.0.1/$proxy_port" &&
-    printf 'GET /healthcheck HTTP/1.0\r\n\r\n' >&3 && head -c 12 <&3) 2>/dev/null) || return 1
+  # timeout: a port that accepts and never answers must not hang the start.
+  status=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$proxy_port &&
+    printf 'GET /healthcheck HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3" 2>/dev/null) || return 1
   [ "$status" = "HTTP/1.1 200" ] || [ "$status" = "HTTP/1.0 200" ]
 }
 
@@ -157,7 +158,7 @@ for _ in $(seq 1 300); do
   if healthy; then
     exit 0
   fi
-  for name in account container object proxy; do
+  for name in memcached account container object proxy; do
     if ! kill -0 "$(cat "$dir/run/$name.pid")" 2>/dev/null; then
       echo "swift $name server exited:" >&2
       tail -20 "$dir/log/$name.log" >&2

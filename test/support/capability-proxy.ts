@@ -2,8 +2,16 @@ import { createServer, request } from 'node:http';
 
 export interface CapabilityProxy {
   url: string;
-  /** Requests seen, by kind: conditional PutObject, PutObject of a key, DeleteObjects. */
-  seen: { conditionalPuts: number; putsOf: Map<string, number>; batchDeletes: number };
+  /**
+   * Requests seen: conditional PutObjects, PutObjects by key, DeleteObjects, and
+   * objects created by key (PutObject or CompleteMultipartUpload answered 2xx).
+   */
+  seen: {
+    conditionalPuts: number;
+    putsOf: Map<string, number>;
+    batchDeletes: number;
+    createsOf: Map<string, number>;
+  };
   close(): Promise<void>;
 }
 
@@ -21,10 +29,17 @@ export async function capabilityProxy(
     refuseConditionalPut?: boolean;
     requireContentMd5?: boolean;
     refuseMultipart?: boolean;
+    /** Holds HeadObject answers back this long: a check made outside a lock then races visibly. */
+    delayHeadMs?: number;
   },
 ): Promise<CapabilityProxy> {
   const upstream = new URL(target);
-  const seen = { conditionalPuts: 0, putsOf: new Map<string, number>(), batchDeletes: 0 };
+  const seen = {
+    conditionalPuts: 0,
+    putsOf: new Map<string, number>(),
+    batchDeletes: 0,
+    createsOf: new Map<string, number>(),
+  };
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const isPutObject = req.method === 'PUT' && !url.searchParams.has('uploadId');
@@ -67,8 +82,17 @@ export async function capabilityProxy(
         headers: req.headers,
       },
       (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
+        const status = answer.statusCode ?? 502;
+        const completes = req.method === 'POST' && url.searchParams.has('uploadId');
+        if ((isPutObject || completes) && status >= 200 && status < 300) {
+          seen.createsOf.set(url.pathname, (seen.createsOf.get(url.pathname) ?? 0) + 1);
+        }
+        const reply = () => {
+          res.writeHead(status, answer.headers);
+          answer.pipe(res);
+        };
+        if (req.method === 'HEAD' && options.delayHeadMs) setTimeout(reply, options.delayHeadMs);
+        else reply();
       },
     );
     forward.on('error', () => res.destroy());

@@ -4,6 +4,7 @@ import { advisoryKey } from '../locks/keys.js';
 import type { Logger } from '../observability/logger.js';
 import { isRetryable, mapPgError } from '../postgres/pool.js';
 import type {
+  BlobCatalog,
   BlobRecord,
   DeleteFileResult,
   FileRecord,
@@ -12,6 +13,7 @@ import type {
   PutFileInput,
   PutFileResult,
 } from './port.js';
+import { PostgresCatalog } from './postgres-catalog.js';
 import { prefixUpperBound } from './prefix.js';
 import { type BlobRow, blobRecord, type FileRow, fileRecord } from './rows.js';
 
@@ -43,6 +45,14 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX files_hash ON files (hash);
   `,
+  // What a read, fsck or the cleaner found wrong with a blob's object, until
+  // a PUT of its content stores it again; the cleaner walks unreferenced
+  // blobs oldest first, by (zero_since, hash) (issue #11).
+  `
+  ALTER TABLE blobs ADD COLUMN damage text CHECK (damage IN ('missing', 'corrupt'));
+  DROP INDEX blobs_unreferenced;
+  CREATE INDEX blobs_unreferenced ON blobs (zero_since, hash) WHERE refcount = 0;
+  `,
 ];
 
 const MIGRATION_LOCK = advisoryKey('schema-migrations');
@@ -51,7 +61,26 @@ const TX_ATTEMPTS = 5;
 
 /** Metadata in PostgreSQL (KVSTORAGE_TYPE=postgres), shared by every instance. */
 export class PostgresMetaStore implements MetaStore {
+  // The cleaner's, fsck's and stats' queries (src/metastore/postgres-catalog.ts).
+  private readonly catalog = new PostgresCatalog(
+    (doing, sql, params) => this.query(doing, sql, params),
+    (doing, fn) => this.transaction(doing, fn),
+  );
+
   private constructor(private readonly pool: pg.Pool) {}
+
+  listUnreferenced: BlobCatalog['listUnreferenced'] = (q) => this.catalog.listUnreferenced(q);
+  deleteUnreferenced: BlobCatalog['deleteUnreferenced'] = (h, b) =>
+    this.catalog.deleteUnreferenced(h, b);
+  existingBlobs: BlobCatalog['existingBlobs'] = (h) => this.catalog.existingBlobs(h);
+  listBlobs: BlobCatalog['listBlobs'] = (p) => this.catalog.listBlobs(p);
+  countPaths: BlobCatalog['countPaths'] = (h) => this.catalog.countPaths(h);
+  referenceCount: BlobCatalog['referenceCount'] = (h) => this.catalog.referenceCount(h);
+  recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
+  pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
+  markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
+  dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
+  totals: BlobCatalog['totals'] = () => this.catalog.totals();
 
   /**
    * Applies pending migrations (safely, when several instances start at once)
@@ -131,7 +160,7 @@ export class PostgresMetaStore implements MetaStore {
   async getBlob(hash: string): Promise<BlobRecord | null> {
     const { rows } = await this.query<BlobRow>(
       'reading a blob',
-      'SELECT hash, refcount, logical_size, stored_size, zero_since FROM blobs WHERE hash = $1',
+      'SELECT hash, refcount, logical_size, stored_size, zero_since, damage FROM blobs WHERE hash = $1',
       [hash],
     );
     const row = rows[0];
@@ -141,7 +170,13 @@ export class PostgresMetaStore implements MetaStore {
   async putFile(input: PutFileInput): Promise<PutFileResult> {
     const { path, version, blob, now } = input;
     return this.transaction('storing a file', async (c) => {
-      if (blob.known) {
+      if (blob.restored) {
+        const { rowCount } = await c.query(
+          'UPDATE blobs SET stored_size = $2, damage = NULL WHERE hash = $1',
+          [blob.hash, blob.storedSize],
+        );
+        if (rowCount === 0) throw contentCollected(blob.hash);
+      } else if (blob.known) {
         // FOR KEY SHARE: the row cannot be deleted under us until we commit.
         const { rowCount } = await c.query('SELECT 1 FROM blobs WHERE hash = $1 FOR KEY SHARE', [
           blob.hash,

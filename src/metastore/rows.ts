@@ -1,4 +1,4 @@
-import type { BlobRecord, FileRecord } from './port.js';
+import type { BlobDamage, BlobRecord, FileRecord } from './port.js';
 
 /**
  * Rows as both SQL stores read them (same column names in SQLite and
@@ -18,6 +18,7 @@ export interface BlobRow {
   logical_size: number;
   stored_size: number;
   zero_since: number | null;
+  damage: BlobDamage | null;
 }
 
 export function fileRecord(row: FileRow): FileRecord {
@@ -37,5 +38,6 @@ export function blobRecord(row: BlobRow): BlobRecord {
     logicalSize: row.logical_size,
     storedSize: row.stored_size,
     zeroSince: row.zero_since,
+    damage: row.damage,
   };
 }

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { backendUnavailable, contentCollected } from '../errors.js';
 import type {
+  BlobCatalog,
   BlobRecord,
   DeleteFileResult,
   FileRecord,
@@ -13,6 +14,7 @@ import type {
   PutFileResult,
 } from './port.js';
 import { prefixUpperBound } from './prefix.js';
+import { SqliteCatalog } from './sqlite-catalog.js';
 import { type BlobRow, blobRecord, type FileRow, fileRecord } from './rows.js';
 
 /**
@@ -41,6 +43,11 @@ const MIGRATIONS: string[] = [
     updated_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   CREATE INDEX files_hash ON files (hash);
+  `,
+  // What a read, fsck or the cleaner found wrong with a blob's object, until
+  // a PUT of its content stores it again (issue #11).
+  `
+  ALTER TABLE blobs ADD COLUMN damage TEXT CHECK (damage IN ('missing', 'corrupt'));
   `,
 ];
 
@@ -112,7 +119,10 @@ export class SqliteMetaStore implements MetaStore {
            FROM files f JOIN blobs b ON b.hash = f.hash WHERE f.path = ?`,
       ),
       getBlob: db.prepare<[string], BlobRow>(
-        'SELECT hash, refcount, logical_size, stored_size, zero_since FROM blobs WHERE hash = ?',
+        'SELECT hash, refcount, logical_size, stored_size, zero_since, damage FROM blobs WHERE hash = ?',
+      ),
+      restoreBlob: db.prepare<[number, string]>(
+        'UPDATE blobs SET stored_size = ?, damage = NULL WHERE hash = ?',
       ),
       fileForUpdate: db.prepare<[string], { hash: string; version: number }>(
         'SELECT hash, version FROM files WHERE path = ?',
@@ -145,8 +155,9 @@ export class SqliteMetaStore implements MetaStore {
 
     this.putTx = db.transaction((input: PutFileInput): PutFileResult => {
       const { path, version, blob, now } = input;
-      if (blob.known) {
+      if (blob.known || blob.restored) {
         if (!this.stmts.getBlob.get(blob.hash)) throw contentCollected(blob.hash);
+        if (blob.restored) this.stmts.restoreBlob.run(blob.storedSize, blob.hash);
       } else {
         this.stmts.insertBlob.run({
           hash: blob.hash,
@@ -175,7 +186,27 @@ export class SqliteMetaStore implements MetaStore {
         return { outcome: 'deleted', version: current.version };
       },
     );
+    this.catalog = new SqliteCatalog(
+      db,
+      (query) => this.read(query),
+      (change) => this.write(change),
+    );
   }
+
+  // The cleaner's, fsck's and stats' queries (src/metastore/sqlite-catalog.ts).
+  private readonly catalog: SqliteCatalog;
+  listUnreferenced: BlobCatalog['listUnreferenced'] = (q) => this.catalog.listUnreferenced(q);
+  deleteUnreferenced: BlobCatalog['deleteUnreferenced'] = (h, b) =>
+    this.catalog.deleteUnreferenced(h, b);
+  existingBlobs: BlobCatalog['existingBlobs'] = (h) => this.catalog.existingBlobs(h);
+  listBlobs: BlobCatalog['listBlobs'] = (p) => this.catalog.listBlobs(p);
+  countPaths: BlobCatalog['countPaths'] = (h) => this.catalog.countPaths(h);
+  referenceCount: BlobCatalog['referenceCount'] = (h) => this.catalog.referenceCount(h);
+  recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
+  pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
+  markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
+  dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
+  totals: BlobCatalog['totals'] = () => this.catalog.totals();
 
   async getFile(path: string): Promise<FileRecord | null> {
     const row = await this.read(() => this.stmts.getFile.get(path));

@@ -6,6 +6,8 @@ export interface MetaStoreHarness {
   open(): Promise<MetaStore>;
   /** Drops everything between tests. */
   reset(store: MetaStore): Promise<void>;
+  /** Runs one SQL statement (the same text in both dialects) behind the store's back. */
+  sql(store: MetaStore, statement: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,7 @@ export function metaStoreContract(name: string, harness: () => Promise<MetaStore
         logicalSize: 11,
         storedSize: 31,
         zeroSince: null,
+        damage: null,
       });
     });
 

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { PostgresMetaStore } from '../../src/metastore/postgres.js';
 import { createPool } from '../../src/postgres/pool.js';
 import { createTestDatabase } from '../support/postgres.js';
-import { metaStoreContract } from './metastore.contract.js';
+import { blobCatalogContract } from './blob-catalog.contract.js';
+import { type MetaStoreHarness, metaStoreContract } from './metastore.contract.js';
 
 const logger = pino({ level: 'silent' });
 const poolFor = (url: string, max = 5) =>
@@ -18,16 +19,22 @@ const poolFor = (url: string, max = 5) =>
     logger,
   );
 
-metaStoreContract('postgres', async () => {
+const postgresHarness = async (): Promise<MetaStoreHarness> => {
   const pool = poolFor(await createTestDatabase());
   return {
     open: () => PostgresMetaStore.open(pool),
     reset: async () => {
       await pool.query('DELETE FROM files; DELETE FROM blobs;');
     },
+    sql: async (_store, statement) => {
+      await pool.query(statement);
+    },
     close: () => pool.end(),
   };
-});
+};
+
+metaStoreContract('postgres', postgresHarness);
+blobCatalogContract('postgres', postgresHarness);
 
 describe('PostgresMetaStore specifics', () => {
   it('applies migrations exactly once when several instances start at the same time', async () => {
@@ -38,7 +45,7 @@ describe('PostgresMetaStore specifics', () => {
       const { rows } = await (pools[0] as ReturnType<typeof poolFor>).query(
         'SELECT version FROM s3dedup_schema_migrations ORDER BY version',
       );
-      expect(rows.map((r) => r.version)).toEqual([1]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2]);
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }

@@ -3,18 +3,25 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteMetaStore } from '../../src/metastore/sqlite.js';
 import { makeTempDir } from '../support/tmp.js';
-import { metaStoreContract } from './metastore.contract.js';
+import { blobCatalogContract } from './blob-catalog.contract.js';
+import { type MetaStoreHarness, metaStoreContract } from './metastore.contract.js';
 
-metaStoreContract('sqlite', async () => {
+const sqliteHarness = async (): Promise<MetaStoreHarness> => {
   const dir = await makeTempDir();
   return {
     open: async () => new SqliteMetaStore({ path: join(dir.path, 'nested', 'kv.db') }),
     reset: async (store) => {
       (store as SqliteMetaStore).database.exec('DELETE FROM files; DELETE FROM blobs;');
     },
+    sql: async (store, statement) => {
+      (store as SqliteMetaStore).database.exec(statement);
+    },
     close: dir.remove,
   };
-});
+};
+
+metaStoreContract('sqlite', sqliteHarness);
+blobCatalogContract('sqlite', sqliteHarness);
 
 /**
  * Runs `test` on a store (50 ms busy timeout) whose database another

@@ -1,0 +1,163 @@
+import type pg from 'pg';
+import type { BlobCatalog, BlobDamage, BlobRecord, Miscount, Page, StoreTotals } from './port.js';
+import { type BlobRow, blobRecord } from './rows.js';
+
+/** The blob columns every query here reads. */
+const BLOB = 'hash, refcount, logical_size, stored_size, zero_since, damage';
+
+type Query = <R extends pg.QueryResultRow>(
+  doing: string,
+  sql: string,
+  params?: unknown[],
+) => Promise<pg.QueryResult<R>>;
+type Transaction = <T>(doing: string, fn: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
+
+/**
+ * The BlobCatalog part of the PostgreSQL store (src/metastore/postgres.ts):
+ * the queries of the cleaner, fsck and stats, each one statement or one
+ * transaction of the store's.
+ */
+export class PostgresCatalog implements BlobCatalog {
+  constructor(
+    private readonly query: Query,
+    private readonly transaction: Transaction,
+  ) {}
+
+  async listUnreferenced(q: {
+    before: number;
+    after: { zeroSince: number; hash: string } | null;
+    limit: number;
+  }): Promise<BlobRecord[]> {
+    const after = q.after ?? { zeroSince: Number.MIN_SAFE_INTEGER, hash: '' };
+    const { rows } = await this.query<BlobRow>(
+      'listing unreferenced blobs',
+      `SELECT ${BLOB} FROM blobs
+        WHERE refcount = 0 AND zero_since <= $1 AND (zero_since, hash) > ($2, $3)
+        ORDER BY zero_since, hash LIMIT $4`,
+      [q.before, after.zeroSince, after.hash, q.limit],
+    );
+    return rows.map(blobRecord);
+  }
+
+  async deleteUnreferenced(hashes: string[], before: number): Promise<BlobRecord[]> {
+    const { rows } = await this.query<BlobRow>(
+      'deleting unreferenced blobs',
+      `DELETE FROM blobs WHERE hash = ANY($1) AND refcount = 0 AND zero_since <= $2 RETURNING ${BLOB}`,
+      [hashes, before],
+    );
+    return rows.map(blobRecord);
+  }
+
+  async existingBlobs(hashes: string[]): Promise<Set<string>> {
+    const { rows } = await this.query<{ hash: string }>(
+      'looking up blobs',
+      'SELECT hash FROM blobs WHERE hash = ANY($1)',
+      [hashes],
+    );
+    return new Set(rows.map((r) => r.hash));
+  }
+
+  async listBlobs(page: Page): Promise<BlobRecord[]> {
+    const { rows } = await this.query<BlobRow>(
+      'listing blobs',
+      `SELECT ${BLOB} FROM blobs WHERE hash > $1 ORDER BY hash LIMIT $2`,
+      [page.after ?? '', page.limit],
+    );
+    return rows.map(blobRecord);
+  }
+
+  async countPaths(hashes: string[]): Promise<Map<string, number>> {
+    const { rows } = await this.query<{ hash: string; paths: number }>(
+      'counting paths',
+      'SELECT hash, count(*)::bigint AS paths FROM files WHERE hash = ANY($1) GROUP BY hash',
+      [hashes],
+    );
+    return new Map(rows.map((r) => [r.hash, r.paths]));
+  }
+
+  async referenceCount(hash: string): Promise<Miscount | null> {
+    const { rows } = await this.query<{
+      hash: string;
+      refcount: number;
+      zero_since: number | null;
+      paths: number;
+    }>(
+      'counting references',
+      `SELECT hash, refcount, zero_since,
+              (SELECT count(*) FROM files f WHERE f.hash = b.hash)::bigint AS paths
+         FROM blobs b WHERE hash = $1`,
+      [hash],
+    );
+    const row = rows[0];
+    return row
+      ? { hash: row.hash, refcount: row.refcount, paths: row.paths, zeroSince: row.zero_since }
+      : null;
+  }
+
+  async recount(hash: string, now: number): Promise<void> {
+    await this.transaction('recounting references', async (c) => {
+      // The row first, then the count: a PUT or DELETE of a path of this blob
+      // locks the same row, so the count cannot change under us.
+      await c.query('SELECT 1 FROM blobs WHERE hash = $1 FOR UPDATE', [hash]);
+      await c.query(
+        `UPDATE blobs SET refcount = n.paths,
+                          zero_since = CASE WHEN n.paths = 0 THEN coalesce(zero_since, $2) ELSE NULL END
+           FROM (SELECT count(*) AS paths FROM files WHERE hash = $1) n
+          WHERE hash = $1`,
+        [hash, now],
+      );
+    });
+  }
+
+  async pathsOf(hash: string, limit: number): Promise<string[]> {
+    const { rows } = await this.query<{ path: string }>(
+      'listing paths of a blob',
+      'SELECT path FROM files WHERE hash = $1 ORDER BY path LIMIT $2',
+      [hash, limit],
+    );
+    return rows.map((r) => r.path);
+  }
+
+  async markDamage(hash: string, damage: BlobDamage | null): Promise<void> {
+    await this.query('marking a blob', 'UPDATE blobs SET damage = $2 WHERE hash = $1', [
+      hash,
+      damage,
+    ]);
+  }
+
+  dropBlob(hash: string): Promise<number> {
+    return this.transaction('dropping a lost blob', async (c) => {
+      await c.query('SELECT 1 FROM blobs WHERE hash = $1 FOR UPDATE', [hash]);
+      const { rowCount } = await c.query('DELETE FROM files WHERE hash = $1', [hash]);
+      await c.query('DELETE FROM blobs WHERE hash = $1', [hash]);
+      return rowCount ?? 0;
+    });
+  }
+
+  async totals(): Promise<StoreTotals> {
+    const { rows } = await this.query<{
+      files: number;
+      logical: number;
+      blobs: number;
+      unique_logical: number;
+      stored: number;
+    }>(
+      'adding up the store',
+      // Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join.
+      `SELECT coalesce(sum(refcount), 0)::bigint AS files,
+              coalesce(sum(refcount * logical_size), 0)::bigint AS logical,
+              count(*)::bigint AS blobs,
+              coalesce(sum(logical_size) FILTER (WHERE refcount > 0), 0)::bigint AS unique_logical,
+              coalesce(sum(stored_size), 0)::bigint AS stored
+         FROM blobs`,
+    );
+    const row = rows[0];
+    return {
+      files: row?.files ?? 0,
+      logicalBytes: row?.logical ?? 0,
+      blobs: row?.blobs ?? 0,
+      uniqueLogicalBytes: row?.unique_logical ?? 0,
+      storedBytes: row?.stored ?? 0,
+    };
+  }
+}

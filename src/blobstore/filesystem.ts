@@ -5,7 +5,8 @@ import {
   link,
   mkdir,
   open,
-  opendir,
+  readdir,
+  rename,
   stat,
   unlink,
 } from 'node:fs/promises';
@@ -46,12 +47,19 @@ export class FilesystemBlobStore implements BlobStore {
   private readonly incoming: string;
   private readonly knownDirs = new Set<string>();
 
-  private constructor(private readonly root: string) {
+  private constructor(
+    private readonly root: string,
+    /** fsync of a directory; tests pass one that also records the calls. */
+    private readonly syncDir: (dir: string) => Promise<void>,
+  ) {
     this.incoming = join(root, INCOMING);
   }
 
-  static async open(root: string): Promise<FilesystemBlobStore> {
-    const store = new FilesystemBlobStore(root);
+  static async open(
+    root: string,
+    options: { syncDir?: (dir: string) => Promise<void> } = {},
+  ): Promise<FilesystemBlobStore> {
+    const store = new FilesystemBlobStore(root, options.syncDir ?? syncDir);
     await mkdir(store.incoming, { recursive: true });
     // Partial writes of a process that crashed mid-upload.
     await removeOrphanedTempFiles(store.incoming, 'incoming');
@@ -76,15 +84,20 @@ export class FilesystemBlobStore implements BlobStore {
       const size = await writeDurably(temp, body, options.signal);
       await options.beforeCommit?.();
       await this.ensureDir(dirname(final));
-      try {
-        await link(temp, final);
-      } catch (err) {
-        if (code(err) !== 'EEXIST') throw err;
-        const existing = await stat(final);
-        return { created: false, size: existing.size };
+      if (options.replace) {
+        // rename() replaces atomically: a reader sees the old file or the new one.
+        await rename(temp, final);
+      } else {
+        try {
+          await link(temp, final);
+        } catch (err) {
+          if (code(err) !== 'EEXIST') throw err;
+          const existing = await stat(final);
+          return { created: false, size: existing.size };
+        }
       }
       // The new directory entry must survive a crash too, or an acknowledged PUT could lose its blob.
-      await syncDir(dirname(final));
+      await this.syncDir(dirname(final));
       return { created: true, size };
     } catch (err) {
       throw mapError(err, `writing ${key}`);
@@ -137,17 +150,22 @@ export class FilesystemBlobStore implements BlobStore {
 
   async *list(options: { prefix?: string } = {}): AsyncIterable<BlobListing> {
     const prefix = options.prefix ?? '';
-    // Walk depth-first with one open directory per level: memory stays flat
-    // however many blobs there are.
+    // Depth-first, one directory's names at a time, sorted: a key is its
+    // directories' names joined by "/", so sorting each directory by name
+    // (with "/" after a directory's) gives keys in bytewise order, as S3
+    // lists them. Memory holds one directory per level: a shard directory
+    // holds a few hundred names at most.
     async function* walk(dir: string, rel: string): AsyncGenerator<BlobListing> {
-      let handle: AsyncIterable<Dirent>;
+      let entries: Dirent[];
       try {
-        handle = await opendir(dir, { bufferSize: 256 });
+        entries = await readdir(dir, { withFileTypes: true });
       } catch (err) {
         if (code(err) === 'ENOENT') return;
         throw err;
       }
-      for await (const entry of handle) {
+      const sortKey = (e: Dirent) => Buffer.from(e.isDirectory() ? `${e.name}/` : e.name);
+      entries.sort((a, b) => Buffer.compare(sortKey(a), sortKey(b)));
+      for (const entry of entries) {
         if (rel === '' && entry.name === INCOMING) continue;
         const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
         if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue;
@@ -166,6 +184,26 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 
+  async removeStaleUploads(olderThan: Date): Promise<number> {
+    // Partial files have no key yet: their age alone tells (a live upload keeps writing).
+    let removed = 0;
+    try {
+      for (const name of await readdir(this.incoming)) {
+        const path = join(this.incoming, name);
+        const info = await stat(path).catch(() => null);
+        if (info && info.mtime < olderThan) {
+          await unlink(path).then(
+            () => removed++,
+            () => {},
+          );
+        }
+      }
+    } catch (err) {
+      throw mapError(err, 'removing partial uploads');
+    }
+    return removed;
+  }
+
   async check(): Promise<void> {
     try {
       await access(this.incoming, constants.W_OK);
@@ -176,9 +214,22 @@ export class FilesystemBlobStore implements BlobStore {
 
   async close(): Promise<void> {}
 
+  /**
+   * Creates the shard directories of a key. Each directory made here is a
+   * new entry in its parent, which must be on disk before the blob's own
+   * entry counts (a power loss could otherwise drop `ab/` and, with it, a
+   * blob whose PUT was answered): the parents of the new ones are fsynced.
+   */
   private async ensureDir(dir: string): Promise<void> {
     if (this.knownDirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
+    const first = await mkdir(dir, { recursive: true });
+    if (first !== undefined) {
+      // mkdir made `first` and everything below it down to `dir`.
+      for (let made = dir; ; made = dirname(made)) {
+        await this.syncDir(dirname(made));
+        if (made === first) break;
+      }
+    }
     this.knownDirs.add(dir);
   }
 }
@@ -230,7 +281,8 @@ async function readExactly(handle: FileHandle, size: number): Promise<Buffer> {
   return bytes;
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsync of a directory: its entries (names of new files and folders) are on disk. */
+export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();

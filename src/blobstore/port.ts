@@ -11,7 +11,11 @@ export interface BlobStore {
    * Stores the whole `body` under `key`, atomically: the key either does not
    * exist or holds every byte. An existing key is never overwritten (answer
    * `created: false`, with the size of what is already there), so the bytes
-   * under a key cannot change under a reader.
+   * under a key cannot change under a reader; but for `replace`, which
+   * overwrites. Where the store cannot create atomically by itself (S3
+   * servers without conditional writes) it looks just before creating, and
+   * callers that may race on one key serialize from `beforeCommit` until
+   * put() returns (the dedup core's `commit:<hash>` lock).
    *
    * `beforeCommit` runs after the last byte has been received and made durable
    * and before the object becomes visible; if it throws, nothing is stored and
@@ -36,8 +40,19 @@ export interface BlobStore {
    */
   deleteMany(keys: string[]): Promise<void>;
 
-  /** Every key under `prefix` (all keys when omitted), in no particular order. */
+  /**
+   * Every key under `prefix` (all keys when omitted) with its size and age,
+   * in ascending (bytewise) key order, page by page: memory stays flat
+   * however many objects there are. Uploads in progress are not listed.
+   */
   list(options?: { prefix?: string; signal?: AbortSignal }): AsyncIterable<BlobListing>;
+
+  /**
+   * Removes what uploads that never finished left behind (S3 multipart
+   * uploads, the filesystem store's partial files) when it is older than
+   * `olderThan` and, where the key is known, `isOurs(key)`; returns how many.
+   */
+  removeStaleUploads(olderThan: Date, isOurs: (key: string) => boolean): Promise<number>;
 
   /** A cheap liveness probe for /health. */
   check(): Promise<void>;
@@ -48,6 +63,11 @@ export interface BlobStore {
 export interface PutOptions {
   /** Exact byte count when known in advance (lets S3 use a single PutObject). */
   size?: number | undefined;
+  /**
+   * Replace whatever the key holds: only to restore an object found damaged
+   * (missing or corrupt), under the caller's per-key commit lock.
+   */
+  replace?: boolean | undefined;
   beforeCommit?: (() => Promise<void>) | undefined;
   signal?: AbortSignal | undefined;
 }

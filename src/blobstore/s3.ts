@@ -226,7 +226,7 @@ export class S3BlobStore implements BlobStore {
         if (reader.ended) {
           await options.beforeCommit?.();
           handedOver = true;
-          return await this.putSingle(key, first, firstLength, signal);
+          return await this.putSingle(key, first, firstLength, options);
         }
         // More than one buffer: a multipart upload (also when a declared size was too small).
         handedOver = true;
@@ -247,12 +247,12 @@ export class S3BlobStore implements BlobStore {
     key: string,
     buffer: Buffer,
     length: number,
-    signal?: AbortSignal,
+    { signal, replace }: PutOptions,
   ): Promise<PutResult> {
     const data = buffer.subarray(0, length);
-    const conditional = this.caps.conditionalPut === 'honoured';
+    const conditional = !replace && this.caps.conditionalPut === 'honoured';
     try {
-      if (!conditional) {
+      if (!conditional && !replace) {
         const existing = await this.stat(key, { signal });
         if (existing) return { created: false, size: existing.size };
       }
@@ -365,8 +365,8 @@ export class S3BlobStore implements BlobStore {
       if (failure !== undefined) throw failure;
 
       await options.beforeCommit?.();
-      const conditional = this.caps.conditionalComplete === 'honoured';
-      if (!conditional) {
+      const conditional = !options.replace && this.caps.conditionalComplete === 'honoured';
+      if (!conditional && !options.replace) {
         const existing = await this.stat(key, { signal });
         if (existing) {
           await this.abort(key, uploadId);
@@ -531,7 +531,32 @@ export class S3BlobStore implements BlobStore {
     } while (token);
   }
 
-  /** Multipart uploads started and neither completed nor aborted (tests; the cleaner later). */
+  async removeStaleUploads(olderThan: Date, isOurs: (key: string) => boolean): Promise<number> {
+    let removed = 0;
+    for await (const upload of this.openUploads()) {
+      if (upload.initiated >= olderThan || !isOurs(upload.key)) continue;
+      await this.client
+        .send(
+          new AbortMultipartUploadCommand({
+            Bucket: this.o.bucket,
+            Key: upload.key,
+            UploadId: upload.uploadId,
+          }),
+        )
+        .catch((err: unknown) => {
+          throw this.mapError(err, `aborting the upload of ${upload.key}`);
+        });
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Starts a multipart upload and leaves it open, as a process killed mid-upload does (tests). */
+  async startUpload(key: string): Promise<void> {
+    await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.o.bucket, Key: key }));
+  }
+
+  /** Multipart uploads started and neither completed nor aborted (tests, the cleaner). */
   async *openUploads(
     prefix?: string,
   ): AsyncIterable<{ key: string; uploadId: string; initiated: Date }> {

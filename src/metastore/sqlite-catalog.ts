@@ -103,7 +103,13 @@ export class SqliteCatalog implements BlobCatalog {
   }): Promise<BlobRecord[]> {
     const after = query.after ?? { zeroSince: Number.MIN_SAFE_INTEGER, hash: '' };
     const rows = await this.read(() =>
-      this.q.unreferenced.all(query.before, after.zeroSince, after.zeroSince, after.hash, query.limit),
+      this.q.unreferenced.all(
+        query.before,
+        after.zeroSince,
+        after.zeroSince,
+        after.hash,
+        query.limit,
+      ),
     );
     return rows.map(blobRecord);
   }

@@ -14,8 +14,8 @@ import type {
   PutFileResult,
 } from './port.js';
 import { prefixUpperBound } from './prefix.js';
-import { SqliteCatalog } from './sqlite-catalog.js';
 import { type BlobRow, blobRecord, type FileRow, fileRecord } from './rows.js';
+import { SqliteCatalog } from './sqlite-catalog.js';
 
 /**
  * Schema migrations, applied in order at start-up; PRAGMA user_version records

@@ -8,6 +8,8 @@ export interface BlobStoreHarness {
   store: BlobStore;
   /** Names of files/objects the store left outside its keys (temporary uploads): must be empty after every operation. */
   leftovers(): Promise<string[]>;
+  /** Leaves an upload of `key` unfinished, as a process killed mid-upload does. */
+  leaveUpload(key: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -244,6 +246,60 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       for (const key of keys) expect(await h.store.stat(key)).toBeNull();
       expect(await h.store.stat(kept)).not.toBeNull();
       await expect(h.store.deleteMany([])).resolves.toBeUndefined();
+    });
+
+    it('lists keys in ascending bytewise order, whatever order they were made in', async () => {
+      const base = `order${Date.now().toString(16)}${keyCounter++}`;
+      const names = ['b/2', 'a-z', 'a/1', 'b/10', 'a/0/x', 'A', 'b/1'];
+      for (const name of names) {
+        await h.store.put(`${base}/${name}`, Readable.from([Buffer.from(name)]), {});
+      }
+      const listed: string[] = [];
+      for await (const item of h.store.list({ prefix: `${base}/` })) listed.push(item.key);
+      const bytewise = names
+        .map((n) => `${base}/${n}`)
+        .sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      expect(listed).toEqual(bytewise);
+    });
+
+    it('replaces an object only when asked to (restoring a damaged blob)', async () => {
+      const key = uniqueKey();
+      await h.store.put(key, Readable.from([Buffer.from('damaged bytes')]), {});
+      const restored = Buffer.from('the right bytes, restored');
+      expect(
+        await h.store.put(key, Readable.from([restored]), { size: restored.length, replace: true }),
+      ).toEqual({ created: true, size: restored.length });
+      expect(await readAll((await mustGet(h.store, key)).body)).toEqual(restored);
+      // Several parts, too.
+      const large = generated(11 * 1024 * 1024, 5);
+      expect(await h.store.put(key, large.stream, { replace: true })).toEqual({
+        created: true,
+        size: 11 * 1024 * 1024,
+      });
+      expect(
+        createHash('sha256')
+          .update(await readAll((await mustGet(h.store, key)).body))
+          .digest('hex'),
+      ).toBe(large.sha256());
+      expect(await h.leftovers()).toEqual([]);
+    });
+
+    it('removes unfinished uploads that are old enough, and only its own', async () => {
+      const mine = uniqueKey();
+      const other = `other/${uniqueKey()}`;
+      await h.leaveUpload(mine);
+      await h.leaveUpload(other);
+      expect(await h.leftovers()).toHaveLength(2);
+      // Nothing is old enough yet.
+      expect(await h.store.removeStaleUploads(new Date(Date.now() - 60_000), () => true)).toBe(0);
+      const later = new Date(Date.now() + 60_000);
+      const removed = await h.store.removeStaleUploads(later, (key) => key === mine);
+      const left = await h.leftovers();
+      // The filesystem store's partial files have no key: their age alone decides.
+      expect(removed + left.length).toBe(2);
+      expect(removed).toBeGreaterThanOrEqual(1);
+      await h.store.removeStaleUploads(later, () => true);
+      expect(await h.leftovers()).toEqual([]);
     });
 
     it('lists keys under a prefix with sizes', async () => {

@@ -1,8 +1,8 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
+import { FilesystemBlobStore, syncDir } from '../../src/blobstore/filesystem.js';
 import { makeTempDir } from '../support/tmp.js';
 import { blobStoreContract } from './blobstore.contract.js';
 
@@ -12,11 +12,42 @@ blobStoreContract('filesystem', async () => {
   return {
     store,
     leftovers: () => readdir(join(dir.path, '.incoming')),
+    leaveUpload: async (key) => {
+      await writeFile(
+        join(dir.path, '.incoming', `incoming-${process.pid}-${key.replaceAll('/', '_')}`),
+        'partial',
+      );
+    },
     close: dir.remove,
   };
 });
 
 describe('FilesystemBlobStore specifics', () => {
+  it("fsyncs each directory a PUT creates in its parent, and the blob's own directory", async () => {
+    const dir = await makeTempDir();
+    try {
+      const synced: string[] = [];
+      const store = await FilesystemBlobStore.open(dir.path, {
+        syncDir: async (d) => {
+          synced.push(relative(dir.path, d) || '.');
+          await syncDir(d);
+        },
+      });
+      // New "ab" in the root and "cd" in "ab": both parents, then the blob's entry.
+      await store.put('ab/cd/x', Readable.from([Buffer.from('1')]));
+      expect(synced).toEqual(['ab', '.', 'ab/cd']);
+      synced.length = 0;
+      // Existing directories: only the blob's entry.
+      await store.put('ab/cd/y', Readable.from([Buffer.from('2')]));
+      expect(synced).toEqual(['ab/cd']);
+      synced.length = 0;
+      await store.put('ab/ef/z', Readable.from([Buffer.from('3')]));
+      expect(synced).toEqual(['ab', 'ab/ef']);
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('keeps temporary files out of listings and refuses keys that escape the root', async () => {
     const dir = await makeTempDir();
     try {

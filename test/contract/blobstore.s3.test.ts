@@ -10,6 +10,7 @@ blobStoreContract('s3 (Ceph radosgw)', async () => {
       for await (const u of store.openUploads()) open.push(u.key);
       return open;
     },
+    leaveUpload: (key) => store.startUpload(key),
     close: () => store.close(),
   };
 });

@@ -11,6 +11,7 @@ blobStoreContract('s3 (OpenStack Swift s3api)', async () => {
       for await (const u of store.openUploads()) open.push(u.key);
       return open;
     },
+    leaveUpload: (key) => store.startUpload(key),
     close: () => store.close(),
   };
 });

@@ -82,9 +82,9 @@ export class FilesystemBlobStore implements BlobStore {
     const temp = join(this.incoming, tempName('incoming'));
     try {
       const size = await writeDurably(temp, body, options.signal);
-      await options.beforeCommit?.();
+      const mode = await options.beforeCommit?.();
       await this.ensureDir(dirname(final));
-      if (options.replace) {
+      if (mode === 'replace') {
         // rename() replaces atomically: a reader sees the old file or the new one.
         await rename(temp, final);
       } else {

@@ -11,15 +11,17 @@ export interface BlobStore {
    * Stores the whole `body` under `key`, atomically: the key either does not
    * exist or holds every byte. An existing key is never overwritten (answer
    * `created: false`, with the size of what is already there), so the bytes
-   * under a key cannot change under a reader; but for `replace`, which
-   * overwrites. Where the store cannot create atomically by itself (S3
+   * under a key cannot change under a reader; unless `beforeCommit` answers
+   * 'replace', which overwrites. Where the store cannot create atomically by itself (S3
    * servers without conditional writes) it looks just before creating, and
    * callers that may race on one key serialize from `beforeCommit` until
    * put() returns (the dedup core's `commit:<hash>` lock).
    *
    * `beforeCommit` runs after the last byte has been received and made durable
    * and before the object becomes visible; if it throws, nothing is stored and
-   * the error propagates. The dedup core verifies checksums there.
+   * the error propagates. The dedup core verifies checksums there, and
+   * answers 'replace' when, under its commit lock, it finds the object
+   * recorded as damaged (missing or corrupt) and restores it.
    *
    * `body` is a stream, or a Buffer when the whole object is already in
    * memory (small uploads), which spares the store a stream's overhead.
@@ -63,14 +65,12 @@ export interface BlobStore {
 export interface PutOptions {
   /** Exact byte count when known in advance (lets S3 use a single PutObject). */
   size?: number | undefined;
-  /**
-   * Replace whatever the key holds: only to restore an object found damaged
-   * (missing or corrupt), under the caller's per-key commit lock.
-   */
-  replace?: boolean | undefined;
-  beforeCommit?: (() => Promise<void>) | undefined;
+  beforeCommit?: (() => Promise<CommitMode | undefined | void>) | undefined;
   signal?: AbortSignal | undefined;
 }
+
+/** What beforeCommit may ask of the commit: replace whatever the key holds. */
+export type CommitMode = 'replace';
 
 export interface PutResult {
   created: boolean;

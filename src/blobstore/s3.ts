@@ -224,9 +224,9 @@ export class S3BlobStore implements BlobStore {
       try {
         const firstLength = await reader.fill(first);
         if (reader.ended) {
-          await options.beforeCommit?.();
+          const mode = await options.beforeCommit?.();
           handedOver = true;
-          return await this.putSingle(key, first, firstLength, options);
+          return await this.putSingle(key, first, firstLength, mode === 'replace', signal);
         }
         // More than one buffer: a multipart upload (also when a declared size was too small).
         handedOver = true;
@@ -247,7 +247,8 @@ export class S3BlobStore implements BlobStore {
     key: string,
     buffer: Buffer,
     length: number,
-    { signal, replace }: PutOptions,
+    replace: boolean,
+    signal?: AbortSignal,
   ): Promise<PutResult> {
     const data = buffer.subarray(0, length);
     const conditional = !replace && this.caps.conditionalPut === 'honoured';
@@ -364,9 +365,9 @@ export class S3BlobStore implements BlobStore {
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
 
-      await options.beforeCommit?.();
-      const conditional = !options.replace && this.caps.conditionalComplete === 'honoured';
-      if (!conditional && !options.replace) {
+      const replace = (await options.beforeCommit?.()) === 'replace';
+      const conditional = !replace && this.caps.conditionalComplete === 'honoured';
+      if (!conditional && !replace) {
         const existing = await this.stat(key, { signal });
         if (existing) {
           await this.abort(key, uploadId);

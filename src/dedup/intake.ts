@@ -1,5 +1,5 @@
 import { PassThrough, type Readable } from 'node:stream';
-import type { BlobStore, PutResult } from '../blobstore/port.js';
+import type { BlobStore, CommitMode, PutResult } from '../blobstore/port.js';
 import { AppError, clientAborted, contentCollected } from '../errors.js';
 import type { Lock, LockOptions, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
@@ -36,8 +36,8 @@ export interface BlobFacts {
   known: boolean;
 }
 
-/** How a content not stored yet gets stored, once `beforeCommit` has run. */
-type StoreNew = (beforeCommit: () => Promise<void>) => Promise<{
+/** How a content not stored yet gets stored, its commit waiting for `beforeCommit`. */
+type StoreNew = (beforeCommit: () => Promise<CommitMode | undefined>) => Promise<{
   put: PutResult;
   logicalSize: number;
 }>;
@@ -130,6 +130,13 @@ export class ContentIntake {
    * The one decision: the content is stored already, so reuse it (after
    * `verify` when the body is still unread), or store it with `store`, whose
    * object becomes visible only under the `commit:` lock (see commitGuard()).
+   *
+   * Content whose object was found missing or corrupt (a GET, fsck) is
+   * stored again: under the commit lock, if the row still says so, the
+   * object is replaced and the mark cleared before the lock is let go, so
+   * every path of that content reads again, and two uploads restoring it at
+   * once replace it once. The common dedup hit costs no extra request: the
+   * mark comes with the row it reads anyway.
    */
   private async place(
     hash: string,
@@ -137,18 +144,28 @@ export class ContentIntake {
     signal: AbortSignal | undefined,
     how: { verify?: () => Promise<unknown>; store: StoreNew },
   ): Promise<BlobFacts> {
-    if (await this.o.meta.getBlob(hash)) {
+    const row = await this.o.meta.getBlob(hash);
+    if (row && row.damage === null) {
       await how.verify?.();
       return this.reuse(hash, session, signal);
     }
     const commit = this.commitGuard(hash, session, signal);
     let stored: Awaited<ReturnType<StoreNew>>;
+    let restoring = false;
     try {
-      stored = await how.store(commit.acquire);
+      stored = await how.store(async () => {
+        await commit.acquire();
+        if (row === null) return undefined;
+        restoring = (await this.o.meta.getBlob(hash))?.damage != null;
+        return restoring ? 'replace' : undefined;
+      });
+      if (restoring && !(await this.o.meta.markRestored(hash, stored.put.size))) {
+        throw contentCollected(hash);
+      }
     } finally {
       await commit.release();
     }
-    return this.adopt(hash, stored.logicalSize, stored.put, session, signal);
+    return this.adopt(hash, stored.logicalSize, stored.put, row !== null, session, signal);
   }
 
   /**
@@ -160,7 +177,7 @@ export class ContentIntake {
     hash: string,
     body: Readable,
     check: UploadCheck,
-    beforeCommit: () => Promise<void>,
+    beforeCommit: () => Promise<CommitMode | undefined>,
     signal?: AbortSignal,
   ): Promise<{ put: PutResult; logicalSize: number }> {
     const pass = new PassThrough({ highWaterMark: 64 * 1024 });
@@ -205,11 +222,15 @@ export class ContentIntake {
     return { hash, logicalSize: row.logicalSize, storedSize: row.storedSize, known: true };
   }
 
-  /** We stored (or found) the object under the hash's key: pin it before a path points at it. */
+  /**
+   * We stored (or found) the object under the hash's key: pin it before a
+   * path points at it. `known`: the blob had a row (its object was restored).
+   */
   private async adopt(
     hash: string,
     logicalSize: number,
     put: PutResult,
+    known: boolean,
     session: LockSession,
     signal?: AbortSignal,
   ): Promise<BlobFacts> {
@@ -223,7 +244,7 @@ export class ContentIntake {
       if (!info) throw contentCollected(hash);
       storedSize = info.size;
     }
-    return { hash, logicalSize, storedSize, known: false };
+    return { hash, logicalSize, storedSize, known };
   }
 
   private key(hash: string): string {

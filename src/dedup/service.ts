@@ -88,12 +88,16 @@ export class FileService {
     const file = await this.head(path);
     const reader = await this.o.blobs.get(this.key(file.hash), { signal });
     // A path whose blob is gone breaks invariant 1. It is our fault, not the
-    // client's: 500, never 404, and loud in the logs.
+    // client's: 500, never 404, and loud in the logs. The blob is marked, so
+    // that the next PUT of this content stores it again (see intake.ts).
     if (!reader) {
       this.o.logger.error(
         { path, hash: file.hash },
         'metadata points at a blob that is not in the store',
       );
+      await this.o.meta.markDamage(file.hash, 'missing').catch((err: unknown) => {
+        this.o.logger.warn({ err, hash: file.hash }, 'could not mark the blob missing');
+      });
       throw internal(`Stored content of ${path} is missing from the blob store`);
     }
     if (reader.size !== file.storedSize) {

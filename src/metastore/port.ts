@@ -14,9 +14,6 @@ export interface MetaStore extends BlobCatalog {
    * - a `known` blob (the caller found its row) must still have its row, or
    *   the call fails with CONTENT_COLLECTED-style 503 and changes nothing: the
    *   row is never re-created over an object the cleaner may have removed;
-   *   a `restored` one (its object was damaged and has just been stored
-   *   again) likewise, and its row takes the new stored size and loses its
-   *   damage mark;
    * - otherwise the blob's row is created if missing (refcount 0) even when the
    *   file is not changed, so an uploaded object is always known to the cleaner;
    * - if the stored version is strictly newer, nothing else changes
@@ -74,7 +71,6 @@ export interface PutFileInput {
     logicalSize: number;
     storedSize: number;
     known?: boolean;
-    restored?: boolean;
   };
   /** Milliseconds since the epoch. */
   now: number;
@@ -139,6 +135,12 @@ export interface BlobCatalog {
 
   /** Records what was found wrong with a blob's object (null: nothing any more). */
   markDamage(hash: string, damage: BlobDamage | null): Promise<void>;
+
+  /**
+   * The damaged blob's object has been stored again: clears the mark and
+   * records the new object's size. False when the row is gone.
+   */
+  markRestored(hash: string, storedSize: number): Promise<boolean>;
 
   /**
    * Gives up a blob whose content is lost: removes every path pointing at it

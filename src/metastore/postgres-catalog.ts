@@ -125,6 +125,15 @@ export class PostgresCatalog implements BlobCatalog {
     ]);
   }
 
+  async markRestored(hash: string, storedSize: number): Promise<boolean> {
+    const { rowCount } = await this.query(
+      'marking a blob restored',
+      'UPDATE blobs SET damage = NULL, stored_size = $2 WHERE hash = $1',
+      [hash, storedSize],
+    );
+    return rowCount === 1;
+  }
+
   dropBlob(hash: string): Promise<number> {
     return this.transaction('dropping a lost blob', async (c) => {
       await c.query('SELECT 1 FROM blobs WHERE hash = $1 FOR UPDATE', [hash]);

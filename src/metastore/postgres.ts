@@ -79,6 +79,7 @@ export class PostgresMetaStore implements MetaStore {
   recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
   pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
   markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
+  markRestored: BlobCatalog['markRestored'] = (h, s) => this.catalog.markRestored(h, s);
   dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
   totals: BlobCatalog['totals'] = () => this.catalog.totals();
 
@@ -170,13 +171,7 @@ export class PostgresMetaStore implements MetaStore {
   async putFile(input: PutFileInput): Promise<PutFileResult> {
     const { path, version, blob, now } = input;
     return this.transaction('storing a file', async (c) => {
-      if (blob.restored) {
-        const { rowCount } = await c.query(
-          'UPDATE blobs SET stored_size = $2, damage = NULL WHERE hash = $1',
-          [blob.hash, blob.storedSize],
-        );
-        if (rowCount === 0) throw contentCollected(blob.hash);
-      } else if (blob.known) {
+      if (blob.known) {
         // FOR KEY SHARE: the row cannot be deleted under us until we commit.
         const { rowCount } = await c.query('SELECT 1 FROM blobs WHERE hash = $1 FOR KEY SHARE', [
           blob.hash,

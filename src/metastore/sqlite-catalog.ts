@@ -59,6 +59,9 @@ export class SqliteCatalog implements BlobCatalog {
       markDamage: db.prepare<[BlobDamage | null, string]>(
         'UPDATE blobs SET damage = ? WHERE hash = ?',
       ),
+      markRestored: db.prepare<[number, string]>(
+        'UPDATE blobs SET damage = NULL, stored_size = ? WHERE hash = ?',
+      ),
       dropFiles: db.prepare<[string]>('DELETE FROM files WHERE hash = ?'),
       dropBlob: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
       totals: db.prepare<
@@ -151,6 +154,11 @@ export class SqliteCatalog implements BlobCatalog {
 
   async markDamage(hash: string, damage: BlobDamage | null): Promise<void> {
     await this.write(() => this.q.markDamage.run(damage, hash));
+  }
+
+  async markRestored(hash: string, storedSize: number): Promise<boolean> {
+    const { changes } = await this.write(() => this.q.markRestored.run(storedSize, hash));
+    return changes === 1;
   }
 
   dropBlob(hash: string): Promise<number> {

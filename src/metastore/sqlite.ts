@@ -121,9 +121,6 @@ export class SqliteMetaStore implements MetaStore {
       getBlob: db.prepare<[string], BlobRow>(
         'SELECT hash, refcount, logical_size, stored_size, zero_since, damage FROM blobs WHERE hash = ?',
       ),
-      restoreBlob: db.prepare<[number, string]>(
-        'UPDATE blobs SET stored_size = ?, damage = NULL WHERE hash = ?',
-      ),
       fileForUpdate: db.prepare<[string], { hash: string; version: number }>(
         'SELECT hash, version FROM files WHERE path = ?',
       ),
@@ -155,9 +152,8 @@ export class SqliteMetaStore implements MetaStore {
 
     this.putTx = db.transaction((input: PutFileInput): PutFileResult => {
       const { path, version, blob, now } = input;
-      if (blob.known || blob.restored) {
+      if (blob.known) {
         if (!this.stmts.getBlob.get(blob.hash)) throw contentCollected(blob.hash);
-        if (blob.restored) this.stmts.restoreBlob.run(blob.storedSize, blob.hash);
       } else {
         this.stmts.insertBlob.run({
           hash: blob.hash,
@@ -205,6 +201,7 @@ export class SqliteMetaStore implements MetaStore {
   recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
   pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
   markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
+  markRestored: BlobCatalog['markRestored'] = (h, s) => this.catalog.markRestored(h, s);
   dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
   totals: BlobCatalog['totals'] = () => this.catalog.totals();
 

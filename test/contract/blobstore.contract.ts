@@ -267,15 +267,20 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       await h.store.put(key, Readable.from([Buffer.from('damaged bytes')]), {});
       const restored = Buffer.from('the right bytes, restored');
       expect(
-        await h.store.put(key, Readable.from([restored]), { size: restored.length, replace: true }),
+        await h.store.put(key, Readable.from([restored]), {
+          size: restored.length,
+          beforeCommit: async () => 'replace',
+        }),
       ).toEqual({ created: true, size: restored.length });
       expect(await readAll((await mustGet(h.store, key)).body)).toEqual(restored);
       // Several parts, too.
       const large = generated(11 * 1024 * 1024, 5);
-      expect(await h.store.put(key, large.stream, { replace: true })).toEqual({
-        created: true,
-        size: 11 * 1024 * 1024,
-      });
+      expect(await h.store.put(key, large.stream, { beforeCommit: async () => 'replace' })).toEqual(
+        {
+          created: true,
+          size: 11 * 1024 * 1024,
+        },
+      );
       expect(
         createHash('sha256')
           .update(await readAll((await mustGet(h.store, key)).body))

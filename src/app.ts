@@ -4,10 +4,12 @@ import type { FileService } from './dedup/service.js';
 import { invalidPath } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
+import type { Metrics } from './observability/metrics.js';
 import { settleUnreadBodies } from './protocol/body.js';
 import { sendError } from './protocol/errors.js';
 import { registerHealthRoute } from './protocol/health.js';
 import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
+import { registerMetricsRoute } from './protocol/metrics.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
 import type { GcPacer } from './runtime/gc-pacer.js';
 
@@ -20,6 +22,8 @@ export interface AppDeps {
   clientIdleTimeoutSeconds: number;
   /** Paces garbage collection while requests are in flight (src/runtime/gc-pacer.ts). */
   gcPacer?: GcPacer;
+  /** Served at /metrics. */
+  metrics?: Metrics;
 }
 
 /**
@@ -73,6 +77,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerFiletrackerRoutes(app, deps.service, '');
   registerFiletrackerRoutes(app, deps.service, 'ft');
 
+  if (deps.metrics) registerMetricsRoute(app, deps.metrics.registry);
   registerHealthRoute(app, {
     database: () => deps.meta.check(),
     // Blobs live in the store, uploads pass through TEMP_DIR: both are storage.

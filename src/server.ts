@@ -1,10 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { type Backends, openBackends } from './backends.js';
+import { createCleaner } from './cleaner/cleaner.js';
+import { scheduleCleaner } from './cleaner/schedule.js';
 import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
 import { SPILL_KIND } from './dedup/spill.js';
 import type { Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
 import { processGcPacer } from './runtime/gc-pacer.js';
 import { removeOrphanedTempFiles } from './tempfiles.js';
 
@@ -43,6 +46,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger.warn(
       'node was started without --expose-gc (the s3dedup command passes it): large transfers will peak higher in memory, see docs/memory.md',
     );
+  const metrics = new Metrics();
   const app = buildApp({
     service: createService(config, backends, logger),
     meta: backends.meta,
@@ -50,6 +54,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger,
     clientIdleTimeoutSeconds: config.CLIENT_IDLE_TIMEOUT,
     gcPacer,
+    metrics,
   });
   try {
     await app.listen({ host: config.LISTEN_ADDRESS, port: config.LISTEN_PORT });
@@ -71,6 +76,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     },
     'listening',
   );
+  const cleaner = config.CLEANER_ENABLED
+    ? scheduleCleaner(
+        createCleaner(config, backends, logger, metrics),
+        config.CLEANER_INTERVAL * 1000,
+        logger,
+      )
+    : null;
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -96,6 +108,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       clearTimeout(timer);
       clearInterval(sweeper);
       gcPacer.stop();
+      await cleaner?.stop();
       await backends.close();
     })();
     return closing;

@@ -65,7 +65,8 @@ export interface BlobStore {
 export interface PutOptions {
   /** Exact byte count when known in advance (lets S3 use a single PutObject). */
   size?: number | undefined;
-  beforeCommit?: (() => Promise<CommitMode | undefined | void>) | undefined;
+  /** May answer a CommitMode; any other answer is a plain create. */
+  beforeCommit?: (() => Promise<unknown>) | undefined;
   signal?: AbortSignal | undefined;
 }
 

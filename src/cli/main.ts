@@ -12,6 +12,7 @@
 // core. See docs/memory.md.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { registerCleanupCommand } from './cleanup.js';
 import { registerServerCommand } from './server.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -25,5 +26,6 @@ const program = new Command('s3dedup')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 registerServerCommand(program);
+registerCleanupCommand(program);
 
 await program.parseAsync(process.argv);

@@ -8,12 +8,19 @@ export type { Logger };
  * and nothing is lost when the process exits right after logging. It is loaded
  * only when used: it costs about 10 MB of resident memory.
  */
-export async function createLogger(options: { level: string; json: boolean }): Promise<Logger> {
+export async function createLogger(options: {
+  level: string;
+  json: boolean;
+  /** Commands whose output is on standard output log to standard error. */
+  stderr?: boolean;
+}): Promise<Logger> {
   const base = { level: options.level, base: { pid: process.pid } };
-  if (options.json) return pino(base);
+  const fd = options.stderr ? 2 : 1;
+  if (options.json) return pino(base, pino.destination({ fd, sync: true }));
   const { default: pretty } = await import('pino-pretty');
+  const tty = (options.stderr ? process.stderr : process.stdout).isTTY;
   return pino(
     base,
-    pretty({ sync: true, colorize: process.stdout.isTTY, translateTime: 'SYS:standard' }),
+    pretty({ sync: true, colorize: tty, translateTime: 'SYS:standard', destination: fd }),
   );
 }

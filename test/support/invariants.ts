@@ -19,6 +19,13 @@ export interface MetadataDump {
   }[];
 }
 
+/** Runs one statement straight on the database (the same SQL text in both dialects). */
+export async function execSql(meta: MetaStore, statement: string): Promise<void> {
+  if (meta instanceof SqliteMetaStore) meta.database.exec(statement);
+  else if (meta instanceof PostgresMetaStore) await meta.raw(statement);
+  else throw new Error(`no SQL for ${meta.constructor.name}`);
+}
+
 /** Reads every metadata row straight from the database, bypassing the code under test. */
 export async function dumpMetadata(meta: MetaStore): Promise<MetadataDump> {
   if (meta instanceof SqliteMetaStore) return dumpSqlite(meta.database);

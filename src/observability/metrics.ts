@@ -1,0 +1,11 @@
+import { Registry } from 'prom-client';
+import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
+
+/**
+ * The metrics of one process, in one registry (GET /metrics). Each part
+ * defines its own set beside its code; this only gathers them.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly cleaner: CleanerMetrics = cleanerMetrics(this.registry);
+}

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, backendUnavailable } from '../errors.js';
+import { crashPoint } from '../runtime/faults.js';
 import { removeOrphanedTempFiles, tempName } from '../tempfiles.js';
 import type {
   BlobInfo,
@@ -83,6 +84,7 @@ export class FilesystemBlobStore implements BlobStore {
     try {
       const size = await writeDurably(temp, body, options.signal);
       const mode = await options.beforeCommit?.();
+      crashPoint('fs.temp-written');
       await this.ensureDir(dirname(final));
       if (mode === 'replace') {
         // rename() replaces atomically: a reader sees the old file or the new one.
@@ -96,6 +98,7 @@ export class FilesystemBlobStore implements BlobStore {
           return { created: false, size: existing.size };
         }
       }
+      crashPoint('fs.linked');
       // The new directory entry must survive a crash too, or an acknowledged PUT could lose its blob.
       await this.syncDir(dirname(final));
       return { created: true, size };

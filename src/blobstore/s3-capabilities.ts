@@ -112,7 +112,15 @@ async function probeOnce(
     }
   };
   const bytes = Buffer.from('s3dedup capability probe\n');
-  const names = ['plain', 'multipart', 'conditional', 'conditional-multipart', 'aborted'];
+  const names = [
+    'plain',
+    'target-put',
+    'target-multipart',
+    'multipart',
+    'aborted',
+    'conditional',
+    'conditional-multipart',
+  ];
   const put = (name: string, ifNoneMatch?: string) =>
     client.send(
       new PutObjectCommand({
@@ -125,70 +133,78 @@ async function probeOnce(
       send,
     );
 
+  // Independent steps go together: start-up waits for the slowest, not the sum.
   try {
-    await step('PutObject', () => put('plain'));
-    const back = await step('GetObject', async () => {
-      const out = await client.send(
-        new GetObjectCommand({ Bucket: bucket, Key: key('plain') }),
-        send,
-      );
-      const body = out.Body as { transformToByteArray(): Promise<Uint8Array> } | undefined;
-      return Buffer.from((await body?.transformToByteArray()) ?? new Uint8Array());
-    });
-    if (!back.equals(bytes)) {
-      // What some servers do with aws-chunked uploads: store the framing as data.
-      throw new S3UnusableError(
-        `S3 at ${endpoint} returned other bytes than were stored (${back.length} bytes for ${bytes.length})`,
-      );
-    }
-    await step('HeadObject', () =>
-      client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('plain') }), send),
+    await step('PutObject', () =>
+      Promise.all([put('plain'), put('target-put'), put('target-multipart')]),
     );
-    // The store looks before it creates where writes are not conditional: an
-    // absent key must say 404 (AWS says 403 to credentials without s3:ListBucket).
-    await step('HeadObject of an absent key', async () => {
-      try {
-        await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('absent') }), send);
-      } catch (err) {
-        if (statusOf(err) === 404) return;
-        throw err;
-      }
-      throw new Error('answered 200 for a key never written');
-    });
-    await step('multipart upload', () => multipart(client, bucket, key('multipart'), send));
-    await step('AbortMultipartUpload', () => abortedUpload(client, bucket, key('aborted'), send));
-
-    const conditionalPut = await step('PutObject with If-None-Match', () =>
-      conditional(
-        () => put('conditional'),
-        () => put('plain', '*'),
+    const [, , , , , conditionalPut, conditionalComplete] = await Promise.all([
+      step('GetObject', async () => {
+        const out = await client.send(
+          new GetObjectCommand({ Bucket: bucket, Key: key('plain') }),
+          send,
+        );
+        const body = out.Body as { transformToByteArray(): Promise<Uint8Array> } | undefined;
+        const back = Buffer.from((await body?.transformToByteArray()) ?? new Uint8Array());
+        if (!back.equals(bytes)) {
+          // What some servers do with aws-chunked uploads: store the framing as data.
+          throw new S3UnusableError(
+            `S3 at ${endpoint} returned other bytes than were stored (${back.length} bytes for ${bytes.length})`,
+          );
+        }
+      }),
+      step('HeadObject', () =>
+        client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('plain') }), send),
       ),
-    );
-    const conditionalComplete = await step('CompleteMultipartUpload with If-None-Match', () =>
-      conditional(
-        () => multipart(client, bucket, key('conditional-multipart'), send, '*'),
-        () => multipart(client, bucket, key('plain'), send, '*'),
+      // The store looks before it creates where writes are not conditional: an
+      // absent key must say 404 (AWS says 403 to credentials without s3:ListBucket).
+      step('HeadObject of an absent key', async () => {
+        try {
+          await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key('absent') }), send);
+        } catch (err) {
+          if (statusOf(err) === 404) return;
+          throw err;
+        }
+        throw new Error('answered 200 for a key never written');
+      }),
+      step('multipart upload', () => multipart(client, bucket, key('multipart'), send)),
+      step('AbortMultipartUpload', () => abortedUpload(client, bucket, key('aborted'), send)),
+      step('PutObject with If-None-Match', () =>
+        conditional(
+          () => put('conditional', '*'),
+          () => put('target-put', '*'),
+        ),
       ),
-    );
+      step('CompleteMultipartUpload with If-None-Match', () =>
+        conditional(
+          () => multipart(client, bucket, key('conditional-multipart'), send, '*'),
+          () => multipart(client, bucket, key('target-multipart'), send, '*'),
+        ),
+      ),
+    ]);
     await step('ListObjectsV2', () => listKeys(client, bucket, prefix, send));
     const batchDelete = await step('DeleteObjects', () =>
       tryBatchDelete(client, bucket, names.map(key), send),
     );
     // By name, not by listing (listings may lag): whatever the batch left, and
     // the check that plain deletes work.
-    for (const name of names) {
-      await step('DeleteObject', () =>
-        client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send),
-      );
-    }
+    await step('DeleteObject', () =>
+      Promise.all(
+        names.map((name) =>
+          client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send),
+        ),
+      ),
+    );
     return { conditionalPut, conditionalComplete, batchDelete };
   } catch (err) {
     // Best effort: the probe's own keys go away even when it fails.
-    for (const name of names) {
-      await client
-        .send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send)
-        .catch(() => {});
-    }
+    await Promise.all(
+      names.map((name) =>
+        client
+          .send(new DeleteObjectCommand({ Bucket: bucket, Key: key(name) }), send)
+          .catch(() => {}),
+      ),
+    );
     throw err;
   }
 }

@@ -21,6 +21,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AppError, backendUnavailable, internal } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import { crashPoint } from '../runtime/faults.js';
 import type {
   BlobInfo,
   BlobListing,
@@ -366,6 +367,7 @@ export class S3BlobStore implements BlobStore {
       if (failure !== undefined) throw failure;
 
       const replace = (await options.beforeCommit?.()) === 'replace';
+      crashPoint('s3.parts-uploaded');
       const conditional = !replace && this.caps.conditionalComplete === 'honoured';
       if (!conditional && !replace) {
         const existing = await this.stat(key, { signal });

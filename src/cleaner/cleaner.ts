@@ -7,6 +7,7 @@ import type { Lock, LockManager, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { crashPoint } from '../runtime/faults.js';
 import type { CleanerMetrics } from './metrics.js';
 
 export interface CleanerOptions {
@@ -165,7 +166,9 @@ export class Cleaner {
             // Still unreferenced and old enough, under the locks: the rows go first.
             const deleted = await this.o.meta.deleteUnreferenced(locked, p.cutoff);
             if (deleted.length === 0) return;
+            crashPoint('cleaner.rows-deleted');
             await this.o.blobs.deleteMany(deleted.map((b) => this.key(b.hash)));
+            crashPoint('cleaner.objects-deleted');
             for (const b of deleted) this.found(p, 'unreferenced', this.key(b.hash), b.storedSize);
             p.report.deletedBlobs += deleted.length;
             this.o.metrics?.deletedBlobs.inc(deleted.length);

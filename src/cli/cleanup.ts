@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createCleaner } from '../cleaner/cleaner.js';
-import { EXIT, runWithBackends } from './command.js';
+import { EXIT, refuseBesideServer, runWithBackends } from './command.js';
 import { type ConfigFlags, withConfigOptions } from './config-options.js';
 import { progress } from './progress.js';
 
@@ -14,15 +14,24 @@ export function registerCleanupCommand(program: Command): void {
       .description(
         'run the cleaner once, now: delete blobs unreferenced for longer than CLEANER_GRACE, objects under the blob layout without metadata (left by crashed uploads) and unfinished uploads older than that, at most CLEANER_MAX_DELETES objects',
       )
-      .option('--dry-run', 'list what would be deleted (kind, key, bytes), delete nothing'),
+      .option('--dry-run', 'list what would be deleted (kind, key, bytes), delete nothing')
+      .option(
+        '--offline',
+        'the server is stopped (needed with LOCKS_TYPE=memory, whose locks cannot reach a running server)',
+      ),
   )
     .addHelpText(
       'after',
       `\nExit codes: ${EXIT.ok} done (also when there was nothing to delete), ${EXIT.failed} failed (a backend error ended the run; nothing more was deleted), ${EXIT.usage} bad usage or configuration, ${EXIT_BUSY} another instance is cleaning (nothing done).\n`,
     )
-    .action((flags: ConfigFlags & { dryRun?: boolean }) =>
+    .action((flags: ConfigFlags & { dryRun?: boolean; offline?: boolean }) =>
       runWithBackends(flags, async ({ config, logger, backends }) => {
         const dryRun = flags.dryRun ?? false;
+        const refusal = dryRun ? null : refuseBesideServer(config, flags.offline);
+        if (refusal) {
+          process.stderr.write(`s3dedup cleanup: ${refusal}\n`);
+          return EXIT.usage;
+        }
         const totals = await backends.meta.totals();
         const bar = progress(dryRun ? 'looking' : 'cleaning', logger, totals.blobs);
         const report = await createCleaner(config, backends, logger)

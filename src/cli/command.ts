@@ -13,6 +13,17 @@ export const EXIT = {
   usage: 2,
 } as const;
 
+/**
+ * With LOCKS_TYPE=memory, locks live inside one process: a command that
+ * deletes (cleanup, fsck --repair) cannot exclude the uploads of a server
+ * running beside it, so it runs only when told the server is stopped.
+ * Returns the message to refuse with, or null.
+ */
+export function refuseBesideServer(config: Config, offline: boolean | undefined): string | null {
+  if (config.LOCKS_TYPE !== 'memory' || offline) return null;
+  return 'with LOCKS_TYPE=memory this command cannot exclude the uploads of a running server: stop the server and pass --offline, or let the server run the cleaner (CLEANER_ENABLED), or use LOCKS_TYPE=postgres';
+}
+
 export interface CommandContext {
   config: Config;
   logger: Logger;
@@ -28,6 +39,8 @@ export interface CommandContext {
 export async function runWithBackends(
   flags: ConfigFlags,
   command: (context: CommandContext) => Promise<number>,
+  /** The exit code when the command cannot do its work (fsck's differs). */
+  failure: number = EXIT.failed,
 ): Promise<void> {
   const config = configOrExit(flags);
   const logger = await createLogger({
@@ -41,14 +54,14 @@ export async function runWithBackends(
   } catch (err) {
     if (err instanceof StartupError) logger.fatal(err.message);
     else logger.fatal({ err }, 'could not open the stores');
-    process.exitCode = EXIT.failed;
+    process.exitCode = failure;
     return;
   }
   try {
     process.exitCode = await command({ config, logger, backends });
   } catch (err) {
     logger.fatal({ err }, 'failed');
-    process.exitCode = EXIT.failed;
+    process.exitCode = failure;
   } finally {
     await backends.close();
   }

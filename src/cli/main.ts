@@ -13,7 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerCleanupCommand } from './cleanup.js';
+import { registerFsckCommand } from './fsck.js';
 import { registerServerCommand } from './server.js';
+import { registerStatsCommand } from './stats.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -27,5 +29,7 @@ const program = new Command('s3dedup')
 
 registerServerCommand(program);
 registerCleanupCommand(program);
+registerFsckCommand(program);
+registerStatsCommand(program);
 
 await program.parseAsync(process.argv);

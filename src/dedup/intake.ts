@@ -3,6 +3,7 @@ import type { BlobStore, CommitMode, PutResult } from '../blobstore/port.js';
 import { AppError, clientAborted, contentCollected } from '../errors.js';
 import type { Lock, LockOptions, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
+import { crashPoint } from '../runtime/faults.js';
 import { checkBuffer, checkStream, readWhole, SMALL_BODY } from './body-readers.js';
 import { blobKey } from './keys.js';
 import { checkSpillDir, SpillBuffer } from './spill.js';
@@ -147,6 +148,7 @@ export class ContentIntake {
     const row = await this.o.meta.getBlob(hash);
     if (row && row.damage === null) {
       await how.verify?.();
+      crashPoint('put.checked');
       return this.reuse(hash, session, signal);
     }
     const commit = this.commitGuard(hash, session, signal);
@@ -154,14 +156,17 @@ export class ContentIntake {
     let restoring = false;
     try {
       stored = await how.store(async () => {
+        crashPoint('put.checked');
         await commit.acquire();
         if (row === null) return undefined;
         restoring = (await this.o.meta.getBlob(hash))?.damage != null;
         return restoring ? 'replace' : undefined;
       });
+      if (restoring) crashPoint('put.object-restored');
       if (restoring && !(await this.o.meta.markRestored(hash, stored.put.size))) {
         throw contentCollected(hash);
       }
+      crashPoint('put.object-stored');
     } finally {
       await commit.release();
     }

@@ -4,6 +4,7 @@ import type { BlobStore } from '../blobstore/port.js';
 import { internal, notFound } from '../errors.js';
 import { inSession, type LockManager, withLock } from '../locks/port.js';
 import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.js';
+import { crashPoint } from '../runtime/faults.js';
 import { ContentIntake, type UploadBody } from './intake.js';
 import { blobKey } from './keys.js';
 import { UploadCheck } from './upload-check.js';
@@ -143,6 +144,7 @@ export class FileService {
         blob,
         now: this.now(),
       });
+      crashPoint('put.committed');
       return result.version;
     });
   }
@@ -153,6 +155,7 @@ export class FileService {
         this.o.meta.deleteFile({ path, version, now: this.now() }),
       ),
     );
+    crashPoint('delete.committed');
     if (result.outcome === 'absent') throw notFound(`File ${path}`);
     return result;
   }

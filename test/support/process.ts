@@ -97,23 +97,28 @@ function procStatus(pid: number | undefined, field: string): number {
   return Number(kb) * 1024;
 }
 
-/** Runs the CLI to completion and returns its exit code and output. */
+/**
+ * Runs the CLI to completion and returns its exit code (null when a signal
+ * ended it), everything it printed, and its standard output alone.
+ */
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
-): Promise<{ code: number | null; output: string }> {
+): Promise<{ code: number | null; output: string; stdout: string }> {
   return new Promise((resolve) => {
     const child = spawn(CLI, args, {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
+    let stdout = '';
     child.stdout.on('data', (d: Buffer) => {
       output += d.toString();
+      stdout += d.toString();
     });
     child.stderr.on('data', (d: Buffer) => {
       output += d.toString();
     });
-    child.on('exit', (code) => resolve({ code, output }));
+    child.on('exit', (code) => resolve({ code, output, stdout }));
   });
 }

@@ -101,6 +101,13 @@ export const contentCollected = (hash: string) =>
       backend: 'storage',
     },
   );
+/** The content was found damaged (its object missing or corrupt) while the upload read its body. */
+export const contentDamaged = (hash: string) =>
+  new AppError(
+    'BACKEND_UNAVAILABLE',
+    `content ${hash} was found damaged during the upload; retry (the retry stores it again)`,
+    { backend: 'storage' },
+  );
 export const clientAborted = () =>
   new AppError('CLIENT_ABORTED', 'Client went away before the request finished');
 export const internal = (what: string, cause?: unknown) =>

@@ -67,15 +67,6 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     typeof address === 'object' && address
       ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
       : String(address);
-  logger.info(
-    {
-      url,
-      storage: config.STORAGE_TYPE,
-      metadata: config.KVSTORAGE_TYPE,
-      locks: config.LOCKS_TYPE,
-    },
-    'listening',
-  );
   const cleaner = config.CLEANER_ENABLED
     ? scheduleCleaner(
         createCleaner(config, backends, logger, metrics),
@@ -113,5 +104,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     })();
     return closing;
   };
+  // The last thing before returning: whoever waits for this line (a supervisor,
+  // the tests) may signal at once, and the caller's handlers are installed
+  // before the event loop turns again.
+  logger.info(
+    {
+      url,
+      storage: config.STORAGE_TYPE,
+      metadata: config.KVSTORAGE_TYPE,
+      locks: config.LOCKS_TYPE,
+    },
+    'listening',
+  );
   return { app, backends, url, close };
 }

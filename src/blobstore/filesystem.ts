@@ -10,7 +10,7 @@ import {
   stat,
   unlink,
 } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, backendUnavailable } from '../errors.js';
@@ -46,7 +46,10 @@ const SAFE_KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
  */
 export class FilesystemBlobStore implements BlobStore {
   private readonly incoming: string;
-  private readonly knownDirs = new Set<string>();
+  /** Shard directories made durable, or being made so (see ensureDir()). */
+  private readonly knownDirs = new Map<string, Promise<void>>();
+  /** Directories whose entry in their parent is on disk. */
+  private readonly durable = new Set<string>();
 
   private constructor(
     private readonly root: string,
@@ -60,7 +63,8 @@ export class FilesystemBlobStore implements BlobStore {
     root: string,
     options: { syncDir?: (dir: string) => Promise<void> } = {},
   ): Promise<FilesystemBlobStore> {
-    const store = new FilesystemBlobStore(root, options.syncDir ?? syncDir);
+    // Absolute, so that climbing from a shard directory stops at the root (ensureDir()).
+    const store = new FilesystemBlobStore(resolve(root), options.syncDir ?? syncDir);
     await mkdir(store.incoming, { recursive: true });
     // Partial writes of a process that crashed mid-upload.
     await removeOrphanedTempFiles(store.incoming, 'incoming');
@@ -218,22 +222,31 @@ export class FilesystemBlobStore implements BlobStore {
   async close(): Promise<void> {}
 
   /**
-   * Creates the shard directories of a key. Each directory made here is a
-   * new entry in its parent, which must be on disk before the blob's own
-   * entry counts (a power loss could otherwise drop `ab/` and, with it, a
-   * blob whose PUT was answered): the parents of the new ones are fsynced.
+   * Makes the shard directories of a key, durably. A directory is an entry
+   * in its parent that must be on disk before the blob's own entry counts
+   * (a power loss could otherwise drop `ab/` and, with it, a blob whose PUT
+   * was answered). So the first time this process sees a directory, made now
+   * or left by an earlier (perhaps crashed) one, its parents are fsynced up
+   * to the root; PUTs into it meanwhile wait for that.
    */
-  private async ensureDir(dir: string): Promise<void> {
-    if (this.knownDirs.has(dir)) return;
-    const first = await mkdir(dir, { recursive: true });
-    if (first !== undefined) {
-      // mkdir made `first` and everything below it down to `dir`.
-      for (let made = dir; ; made = dirname(made)) {
-        await this.syncDir(dirname(made));
-        if (made === first) break;
-      }
+  private ensureDir(dir: string): Promise<void> {
+    let ready = this.knownDirs.get(dir);
+    if (!ready) {
+      ready = (async () => {
+        await mkdir(dir, { recursive: true });
+        for (
+          let entry = dir;
+          entry !== this.root && !this.durable.has(entry);
+          entry = dirname(entry)
+        ) {
+          await this.syncDir(dirname(entry));
+          this.durable.add(entry);
+        }
+      })();
+      ready.catch(() => this.knownDirs.delete(dir));
+      this.knownDirs.set(dir, ready);
     }
-    this.knownDirs.add(dir);
+    return ready;
   }
 }
 

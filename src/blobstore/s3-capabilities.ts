@@ -138,7 +138,7 @@ async function probeOnce(
     await step('PutObject', () =>
       Promise.all([put('plain'), put('target-put'), put('target-multipart')]),
     );
-    const [, , , , , conditionalPut, conditionalComplete] = await Promise.all([
+    const [, , , , , conditionalPut, conditionalComplete] = await allInOrder([
       step('GetObject', async () => {
         const out = await client.send(
           new GetObjectCommand({ Bucket: bucket, Key: key('plain') }),
@@ -408,4 +408,18 @@ export function deleteObjects(
     );
   }
   return client.send(command, send);
+}
+
+/**
+ * Promise.all, but when several fail the error reported is the first in
+ * the list's order, not in time: start-up names the same missing feature
+ * every time.
+ */
+async function allInOrder<T extends readonly unknown[]>(
+  steps: readonly [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
+  const settled = await Promise.allSettled(steps);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

@@ -460,7 +460,8 @@ export class S3BlobStore implements BlobStore {
           abortSignal: options.signal,
         },
       );
-      return { size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+      // No date from the server: taken as new, so nothing is ever old enough to delete for it.
+      return { size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date() };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.mapError(err, `inspecting ${key}`);
@@ -527,7 +528,7 @@ export class S3BlobStore implements BlobStore {
           yield {
             key: item.Key,
             size: item.Size ?? 0,
-            lastModified: item.LastModified ?? new Date(0),
+            lastModified: item.LastModified ?? new Date(),
           };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -581,7 +582,7 @@ export class S3BlobStore implements BlobStore {
       }
       for (const u of page.Uploads ?? []) {
         if (u.Key && u.UploadId)
-          yield { key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) };
+          yield { key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date() };
       }
       if (!page.IsTruncated) return;
       keyMarker = page.NextKeyMarker;

@@ -51,6 +51,9 @@ export interface CleanerItem {
   size: number;
 }
 
+/** Unfinished uploads are removed once older than CLEANER_GRACE and than this. */
+const STALE_UPLOAD_MS = 24 * 60 * 60 * 1000;
+
 /** Lock name of the cleaner itself: with PostgreSQL locks, one instance cleans at a time. */
 export const CLEANER_LOCK = 'cleaner';
 
@@ -64,7 +67,7 @@ export const CLEANER_LOCK = 'cleaner';
  * 2. objects under the blob layout with no row, older than CLEANER_GRACE
  *    (an upload that crashed between storing and recording), each checked
  *    again under its lock;
- * 3. unfinished uploads older than CLEANER_GRACE.
+ * 3. unfinished uploads older than CLEANER_GRACE and a day.
  * At most CLEANER_MAX_DELETES objects a run. A database error ends the run:
  * a failing query is never read as "unreferenced" or "no row". Keys outside
  * the blob layout are never touched.
@@ -121,8 +124,9 @@ export class Cleaner {
       await this.unreferenced(pass);
       if (!report.limited) await this.orphans(pass);
       if (!dryRun && !report.limited && !options.signal?.aborted) {
+        // At least a day: a slow client's large upload may legitimately take hours.
         report.staleUploads = await this.o.blobs.removeStaleUploads(
-          new Date(cutoff),
+          new Date(Math.min(cutoff, started - STALE_UPLOAD_MS)),
           (key) => hashOfKey(key, this.o.keyDepth) !== null,
         );
       }

@@ -32,8 +32,8 @@ export function registerCleanupCommand(program: Command): void {
           process.stderr.write(`s3dedup cleanup: ${refusal}\n`);
           return EXIT.usage;
         }
-        const totals = await backends.meta.totals();
-        const bar = progress(dryRun ? 'looking' : 'cleaning', logger, totals.blobs);
+        // Deletions counted as they go: how many there will be is not known up front.
+        const bar = progress(dryRun ? 'would delete' : 'deleted', logger);
         const report = await createCleaner(config, backends, logger)
           .run({
             dryRun,
@@ -52,7 +52,7 @@ export function registerCleanupCommand(program: Command): void {
           `${verb} ${report.deletedBlobs} unreferenced blobs and ${report.deletedOrphans} objects without metadata (${report.freedBytes} bytes)` +
             (dryRun ? '' : `, removed ${report.staleUploads} unfinished uploads`) +
             (report.limited
-              ? `; stopped at CLEANER_MAX_DELETES (${config.CLEANER_MAX_DELETES}), more is left`
+              ? `; stopped at CLEANER_MAX_DELETES (${config.CLEANER_MAX_DELETES}), more may be left`
               : '') +
             '\n',
         );

@@ -8,9 +8,11 @@ import { progress } from './progress.js';
 export const FSCK_EXIT = {
   consistent: 0,
   inconsistent: 1,
-  dataLost: 2,
+  /** 2 is bad usage or configuration, as for every command. */
+  usage: 2,
   /** fsck could not finish (a backend failed): nothing is known. */
   failed: 3,
+  dataLost: 4,
 } as const;
 
 export function registerFsckCommand(program: Command): void {
@@ -33,7 +35,7 @@ export function registerFsckCommand(program: Command): void {
   )
     .addHelpText(
       'after',
-      `\nExit codes: ${FSCK_EXIT.consistent} consistent (with --repair: everything found was repaired), ${FSCK_EXIT.inconsistent} inconsistent but no content lost, ${FSCK_EXIT.dataLost} content lost (the paths are listed), 2 also for bad usage or configuration, ${FSCK_EXIT.failed} fsck could not finish (a backend failed).\n`,
+      `\nExit codes: ${FSCK_EXIT.consistent} consistent (with --repair: everything found was repaired), ${FSCK_EXIT.inconsistent} inconsistent but no content lost, ${FSCK_EXIT.usage} bad usage or configuration, ${FSCK_EXIT.failed} fsck could not finish (a backend failed), ${FSCK_EXIT.dataLost} content lost (the paths are listed).\n`,
     )
     .action(
       (

@@ -1,6 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { BlobStore, CommitMode, PutResult } from '../blobstore/port.js';
-import { AppError, clientAborted, contentCollected } from '../errors.js';
+import { AppError, clientAborted, contentCollected, contentDamaged } from '../errors.js';
 import type { Lock, LockOptions, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
 import { crashPoint } from '../runtime/faults.js';
@@ -154,9 +154,15 @@ export class ContentIntake {
     const commit = this.commitGuard(hash, session, signal);
     let stored: Awaited<ReturnType<StoreNew>>;
     let restoring = false;
+    let pinned = false;
     try {
       stored = await how.store(async () => {
         crashPoint('put.checked');
+        // Pinned before it exists: from its creation until a path points at
+        // it, a new object has no row, and the cleaner must not take it for
+        // an orphan (it takes this lock exclusively to delete).
+        await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
+        pinned = true;
         await commit.acquire();
         if (row === null) return undefined;
         restoring = (await this.o.meta.getBlob(hash))?.damage != null;
@@ -170,7 +176,7 @@ export class ContentIntake {
     } finally {
       await commit.release();
     }
-    return this.adopt(hash, stored.logicalSize, stored.put, row !== null, session, signal);
+    return this.adopt(hash, stored.logicalSize, stored.put, row !== null, pinned, session, signal);
   }
 
   /**
@@ -224,22 +230,27 @@ export class ContentIntake {
     await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
     const row = await this.o.meta.getBlob(hash);
     if (!row) throw contentCollected(hash);
+    // Found damaged while we read the body (by a GET or fsck): pointing a path
+    // at it would serve nothing; the retry stores the content again.
+    if (row.damage !== null) throw contentDamaged(hash);
     return { hash, logicalSize: row.logicalSize, storedSize: row.storedSize, known: true };
   }
 
   /**
-   * We stored (or found) the object under the hash's key: pin it before a
-   * path points at it. `known`: the blob had a row (its object was restored).
+   * We stored (or found) the object under the hash's key, pinned (`blob:`
+   * shared) from before the commit: it stays until a path points at it.
+   * `known`: the blob had a row (its object was restored).
    */
   private async adopt(
     hash: string,
     logicalSize: number,
     put: PutResult,
     known: boolean,
+    pinned: boolean,
     session: LockSession,
     signal?: AbortSignal,
   ): Promise<BlobFacts> {
-    await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
+    if (!pinned) await session.acquire(`blob:${hash}`, 'shared', this.o.lockOptions(signal));
     let storedSize = put.size;
     if (!put.created) {
       // Someone else's object (a concurrent upload, or one left by a crash).

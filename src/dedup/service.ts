@@ -47,12 +47,14 @@ const LIST_PAGE = 1000;
  * then the metadata changes, here.
  *
  * Locking protocol (see also src/locks/port.ts):
- * - a body is read and stored with no lock held (but for the instant a new
- *   blob becomes visible, under `commit:<hash>`): a slow client never blocks anyone;
- * - then `blob:<hash>` is taken shared, which only excludes the cleaner, and
- *   under it the blob is confirmed to exist before any path points at it;
+ * - a body is read, and stored, with no lock held: a slow client never blocks anyone;
+ * - `blob:<hash>` is taken shared, which only excludes the cleaner (and fsck
+ *   --repair): for new content from just before its object becomes visible,
+ *   for stored content before its row is confirmed; it is held until the
+ *   path points at the blob;
+ * - new content becomes visible under `commit:<hash>` exclusive;
  * - then `path:<path>` exclusive for the one metadata transaction.
- * Always in that order (blob, then path), so two requests cannot deadlock.
+ * Always in that order (blob, commit, path), so two requests cannot deadlock.
  */
 export class FileService {
   private readonly now: () => number;

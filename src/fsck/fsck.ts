@@ -129,8 +129,9 @@ export class Fsck {
           deep.push({ row: r, object: o.listing });
           if (deep.length >= DEEP_CONCURRENCY) await this.verifyAll(deep.splice(0), report);
         } else if (r.damage === 'missing') {
-          // Marked by a GET that found it gone, and here again: put back since.
-          await this.o.meta.markRestored(r.hash, o.listing.size);
+          // Marked by a GET that found it gone, and listed here: put back since? Looked at again.
+          const object = await this.o.blobs.stat(this.key(r.hash));
+          if (object) await this.o.meta.markRestored(r.hash, object.size);
         }
         row = await rows.next();
         object = await objects.next();
@@ -293,7 +294,13 @@ export class Fsck {
     return null;
   }
 
-  /** Content found lost: recorded on its row, reported with its paths, given up with --repair. */
+  /**
+   * Content found lost: recorded on its row first (so that PUTs of it from
+   * now on restore it rather than point at it), reported with its paths, and
+   * given up with --repair: under the blob's locks, where no PUT can point a
+   * path at it or restore it meanwhile, it is looked at once more, and only
+   * if still lost are its paths, row and (corrupt) object removed.
+   */
   private async lose(
     hash: string,
     damage: 'missing' | 'corrupt',
@@ -301,22 +308,49 @@ export class Fsck {
     paths: string[],
     report: FsckReport,
   ): Promise<void> {
-    const count = await this.o.meta.referenceCount(hash);
-    const pathCount = count?.paths ?? paths.length;
-    let dropped = false;
-    if (this.o.repair) {
-      await this.o.meta.dropBlob(hash);
-      dropped = true;
-    } else {
-      await this.o.meta.markDamage(hash, damage);
+    await this.o.meta.markDamage(hash, damage);
+    const lost: LostBlob = { hash, damage, paths, pathCount: 0, dropped: false };
+    if (detail) lost.detail = detail;
+    if (!this.o.repair) {
+      lost.pathCount = (await this.o.meta.referenceCount(hash))?.paths ?? paths.length;
+      report.lost.push(lost);
+      return;
     }
-    report.lost.push({ hash, damage, paths, pathCount, dropped, ...(detail ? { detail } : {}) });
+    const given = await this.underBlobLock(
+      hash,
+      async () => {
+        const row = await this.o.meta.getBlob(hash);
+        if (!row) return false;
+        if (
+          damage === 'missing'
+            ? await this.o.blobs.stat(this.key(hash))
+            : (await this.verify(row)) === null
+        ) {
+          return false; // restored meanwhile
+        }
+        // Exact under the lock: no path can be pointed at it now.
+        lost.paths = await this.o.meta.pathsOf(hash, this.o.pathsPerBlob ?? 1000);
+        lost.pathCount = await this.o.meta.dropBlob(hash);
+        if (damage === 'corrupt') await this.o.blobs.delete(this.key(hash));
+        lost.dropped = true;
+        return true;
+      },
+      true,
+    );
+    if (given) report.lost.push(lost);
   }
 
-  private async underBlobLock<T>(hash: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding `blob:<hash>` exclusively (what the cleaner takes),
+   * and with `commit` also `commit:<hash>` (no upload can make its object
+   * visible meanwhile).
+   */
+  private async underBlobLock<T>(hash: string, fn: () => Promise<T>, commit = false): Promise<T> {
     const session = this.o.locks.session();
+    const options = { timeoutMs: this.o.lockTimeoutMs };
     try {
-      await session.acquire(`blob:${hash}`, 'exclusive', { timeoutMs: this.o.lockTimeoutMs });
+      await session.acquire(`blob:${hash}`, 'exclusive', options);
+      if (commit) await session.acquire(`commit:${hash}`, 'exclusive', options);
       return await fn();
     } finally {
       await session.end();

@@ -110,8 +110,9 @@ export interface BlobCatalog {
 
   /**
    * Deletes the rows of those of `hashes` that are still unreferenced since
-   * at most `before` (a blob referenced again meanwhile keeps its row), in
-   * one transaction; returns the rows deleted.
+   * at most `before` and that no path points at, whatever their count says
+   * (a blob referenced again meanwhile keeps its row), in one transaction;
+   * returns the rows deleted.
    */
   deleteUnreferenced(hashes: string[], before: number): Promise<BlobRecord[]>;
 

@@ -42,7 +42,10 @@ export class PostgresCatalog implements BlobCatalog {
   async deleteUnreferenced(hashes: string[], before: number): Promise<BlobRecord[]> {
     const { rows } = await this.query<BlobRow>(
       'deleting unreferenced blobs',
-      `DELETE FROM blobs WHERE hash = ANY($1) AND refcount = 0 AND zero_since <= $2 RETURNING ${BLOB}`,
+      // NOT EXISTS: a count gone wrong (paths, yet refcount 0) must cost that
+      // blob alone its turn (fsck recounts it), not every run its cleaning.
+      `DELETE FROM blobs WHERE hash = ANY($1) AND refcount = 0 AND zero_since <= $2
+         AND NOT EXISTS (SELECT 1 FROM files f WHERE f.hash = blobs.hash) RETURNING ${BLOB}`,
       [hashes, before],
     );
     return rows.map(blobRecord);

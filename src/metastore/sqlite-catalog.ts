@@ -27,7 +27,10 @@ export class SqliteCatalog implements BlobCatalog {
           ORDER BY zero_since, hash LIMIT ?`,
       ),
       deleteUnreferenced: db.prepare<[string, number], BlobRow>(
-        `DELETE FROM blobs WHERE hash = ? AND refcount = 0 AND zero_since <= ? RETURNING ${BLOB}`,
+        // NOT EXISTS: a count gone wrong (paths, yet refcount 0) must cost that
+        // blob alone its turn (fsck recounts it), not every run its cleaning.
+        `DELETE FROM blobs WHERE hash = ? AND refcount = 0 AND zero_since <= ?
+           AND NOT EXISTS (SELECT 1 FROM files f WHERE f.hash = blobs.hash) RETURNING ${BLOB}`,
       ),
       existing: db.prepare<[string], { hash: string }>(
         'SELECT hash FROM blobs WHERE hash IN (SELECT value FROM json_each(?))',

@@ -73,11 +73,11 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     expect(text.stdout).toMatch(/^savings\s+-?\d+\.\d%/m);
   });
 
-  it('an object deleted behind the server: exit 2 naming the paths, restored by a PUT of the content', async () => {
+  it('an object deleted behind the server: exit 4 naming the paths, restored by a PUT of the content', async () => {
     const { content, paths } = await files(2);
     await stores.blobs.delete(key(content));
     const run = await cli(['fsck']);
-    expect(run.code, run.output).toBe(2);
+    expect(run.code, run.output).toBe(4);
     expect(run.stdout).toContain(`LOST ${sha(content)}: missing; 2 paths:`);
     for (const p of paths) expect(run.stdout).toContain(`  ${p.slice(1)}`);
     expect((await stores.meta.getBlob(sha(content)))?.damage).toBe('missing');
@@ -88,7 +88,7 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     await consistent();
   });
 
-  it('an object corrupted behind the server: only --deep sees it (exit 2, paths named); --repair gives it up and says so', async () => {
+  it('an object corrupted behind the server: only --deep sees it (exit 4, paths named); --repair gives it up and says so, and the content can be stored again', async () => {
     const { content, paths } = await files(2);
     const garbage = randomBytes((await stores.blobs.stat(key(content)))?.size ?? 0);
     await stores.blobs.put(key(content), Readable.from([garbage]), {
@@ -96,14 +96,17 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     });
     expect((await cli(['fsck'])).code).toBe(0);
     const deep = await cli(['fsck', '--deep']);
-    expect(deep.code, deep.output).toBe(2);
+    expect(deep.code, deep.output).toBe(4);
     expect(deep.stdout).toContain(`LOST ${sha(content)}: corrupt (not gzip`);
     for (const p of paths) expect(deep.stdout).toContain(`  ${p.slice(1)}`);
     const repaired = await repair('--deep');
-    expect(repaired.code, repaired.output).toBe(2);
+    expect(repaired.code, repaired.output).toBe(4);
     expect(repaired.stdout).toContain(`LOST ${sha(content)}: corrupt`);
     expect(repaired.stdout).toContain('2 paths, removed');
     for (const p of paths) expect((await pyClient.get(server.url, p)).status).toBe(404);
+    // The corrupt object went with it: the same content uploaded again is stored whole.
+    expect((await pyClient.put(server.url, `/m${n}/again`, content, V)).status).toBe(200);
+    expect((await pyClient.get(server.url, `/m${n}/again`)).content.equals(content)).toBe(true);
     await consistent();
   });
 

@@ -313,7 +313,8 @@ function clusterSuite(title: string, deployment: Deployment) {
         if (!chaos) return;
         let kills = 0;
         while (Date.now() < deadline - 1500) {
-          await sleep(1200);
+          // An instance takes a second or two to start (the S3 probe, PostgreSQL): kill often enough for several kills.
+          await sleep(700);
           const i = rnd(instances.length);
           const victim = instances[i];
           if (!victim) continue;

@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +43,50 @@ describe('FilesystemBlobStore specifics', () => {
       synced.length = 0;
       await store.put('ab/ef/z', Readable.from([Buffer.from('3')]));
       expect(synced).toEqual(['ab', 'ab/ef']);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('a PUT into a shard another PUT is creating waits for its parents to be on disk', async () => {
+    const dir = await makeTempDir();
+    try {
+      const events: string[] = [];
+      const store = await FilesystemBlobStore.open(dir.path, {
+        syncDir: async (d) => {
+          const name = relative(dir.path, d) || '.';
+          // Slow parents: a PUT that did not wait for them would answer first.
+          if (name !== 'ab/cd') await new Promise((r) => setTimeout(r, 50));
+          events.push(`sync ${name}`);
+        },
+      });
+      await Promise.all(
+        ['x', 'y'].map(async (name) => {
+          await store.put(`ab/cd/${name}`, Readable.from([Buffer.from(name)]));
+          events.push(`answered ${name}`);
+        }),
+      );
+      const lastParent = Math.max(events.indexOf('sync ab'), events.indexOf('sync .'));
+      expect(lastParent).toBeGreaterThanOrEqual(0);
+      for (const name of ['x', 'y'])
+        expect(events.indexOf(`answered ${name}`)).toBeGreaterThan(lastParent);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('shard directories left by an earlier process are made durable the first time they are used', async () => {
+    const dir = await makeTempDir();
+    try {
+      await mkdir(join(dir.path, 'ab', 'cd'), { recursive: true });
+      const synced: string[] = [];
+      const store = await FilesystemBlobStore.open(dir.path, {
+        syncDir: async (d) => {
+          synced.push(relative(dir.path, d) || '.');
+        },
+      });
+      await store.put('ab/cd/x', Readable.from([Buffer.from('1')]));
+      expect(synced).toEqual(['ab', '.', 'ab/cd']);
     } finally {
       await dir.remove();
     }

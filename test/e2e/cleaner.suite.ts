@@ -4,6 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Cleaner, type CleanerItem } from '../../src/cleaner/cleaner.js';
 import { blobKey } from '../../src/dedup/keys.js';
+import { FileService } from '../../src/dedup/service.js';
 import { backendUnavailable } from '../../src/errors.js';
 import type { MetaStore } from '../../src/metastore/port.js';
 import { http, pyClient } from '../support/http.js';
@@ -224,6 +225,51 @@ export function cleanerSuite(profile: BackendProfile): void {
       expect(await srv.server.backends.blobs.stat(lost)).toBeNull();
       expect((await pyClient.get(srv.url, '/c/0')).status).toBe(200);
       await srv.server.backends.meta.recount(hash, Date.now());
+      expect(await invariants()).toEqual([]);
+    });
+
+    it('an object a PUT has just stored is no orphan to the cleaner, even with CLEANER_GRACE=0', async () => {
+      // The cleaner runs in the gap between the new object's creation and its row.
+      const { meta, blobs, locks } = srv.server.backends;
+      const cleaner = new Cleaner(options({ graceMs: 0, lockTimeoutMs: 50 }));
+      let removed = 0;
+      const racing = new Proxy(blobs, {
+        get(target, prop, receiver) {
+          if (prop !== 'put') return Reflect.get(target, prop, receiver);
+          return async (...args: Parameters<typeof blobs.put>) => {
+            const stored = await target.put(...args);
+            const report = await cleaner.run();
+            removed += report.deletedOrphans;
+            return stored;
+          };
+        },
+      });
+      const service = new FileService({
+        meta,
+        blobs: racing,
+        locks,
+        logger: pino({ level: 'silent' }),
+        keyDepth: srv.config.S3_KEY_SHARDING_DEPTH,
+        maxUploadSize: 1 << 20,
+        gzipLevel: 1,
+        verifyHints: true,
+        tempDir: srv.config.TEMP_DIR,
+        spillThreshold: 1 << 20,
+        lockTimeoutMs: 1000,
+      });
+      for (const size of [1000, 200_000]) {
+        const content = randomBytes(size);
+        await service.put({
+          path: `gap/${size}`,
+          version: V,
+          body: Readable.from([content]),
+          encoding: 'identity',
+          hints: { sha256: sha(content) },
+          declaredLength: content.length,
+        });
+        expect((await pyClient.get(srv.url, `/gap/${size}`)).content.equals(content)).toBe(true);
+      }
+      expect(removed).toBe(0);
       expect(await invariants()).toEqual([]);
     });
 

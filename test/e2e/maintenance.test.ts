@@ -198,6 +198,36 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     }
   });
 
+  it('cleanup while another instance cleans: exit 3, nothing done', async () => {
+    if (kind !== 'production') return;
+    const { PostgresLockManager } = await import('../../src/locks/postgres.js');
+    const { createPool } = await import('../../src/postgres/pool.js');
+    const pino = (await import('pino')).default;
+    const pool = createPool(
+      {
+        connectionString: d.env.DATABASE_URL,
+        max: 2,
+        queryTimeoutMs: 0,
+        connectTimeoutMs: 5000,
+        applicationName: 'another-instance',
+      },
+      pino({ level: 'silent' }),
+    );
+    const locks = new PostgresLockManager(pool, pool, pino({ level: 'silent' }));
+    const other = locks.session();
+    try {
+      await other.acquire('cleaner', 'exclusive', { timeoutMs: 1000 });
+      const run = await cli(['cleanup']);
+      expect(run.code, run.output).toBe(3);
+      expect(run.stdout).toContain('another instance is cleaning; nothing done');
+    } finally {
+      await other.end();
+      await locks.close();
+      await pool.end();
+    }
+    expect((await cli(['cleanup'])).code).toBe(0);
+  });
+
   it('every command says what it does, its options and its exit codes', async () => {
     for (const command of ['cleanup', 'fsck', 'stats']) {
       const help = await runCli([command, '--help']);

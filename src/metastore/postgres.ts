@@ -3,8 +3,8 @@ import { contentCollected, isAppError } from '../errors.js';
 import { advisoryKey } from '../locks/keys.js';
 import type { Logger } from '../observability/logger.js';
 import { isRetryable, mapPgError } from '../postgres/pool.js';
+import { CatalogForwarder } from './catalog.js';
 import type {
-  BlobCatalog,
   BlobRecord,
   DeleteFileResult,
   FileRecord,
@@ -60,28 +60,16 @@ const MIGRATION_LOCK = advisoryKey('schema-migrations');
 const TX_ATTEMPTS = 5;
 
 /** Metadata in PostgreSQL (KVSTORAGE_TYPE=postgres), shared by every instance. */
-export class PostgresMetaStore implements MetaStore {
+export class PostgresMetaStore extends CatalogForwarder implements MetaStore {
   // The cleaner's, fsck's and stats' queries (src/metastore/postgres-catalog.ts).
-  private readonly catalog = new PostgresCatalog(
+  protected readonly catalog = new PostgresCatalog(
     (doing, sql, params) => this.query(doing, sql, params),
     (doing, fn) => this.transaction(doing, fn),
   );
 
-  private constructor(private readonly pool: pg.Pool) {}
-
-  listUnreferenced: BlobCatalog['listUnreferenced'] = (q) => this.catalog.listUnreferenced(q);
-  deleteUnreferenced: BlobCatalog['deleteUnreferenced'] = (h, b) =>
-    this.catalog.deleteUnreferenced(h, b);
-  existingBlobs: BlobCatalog['existingBlobs'] = (h) => this.catalog.existingBlobs(h);
-  listBlobs: BlobCatalog['listBlobs'] = (p) => this.catalog.listBlobs(p);
-  countPaths: BlobCatalog['countPaths'] = (h) => this.catalog.countPaths(h);
-  referenceCount: BlobCatalog['referenceCount'] = (h) => this.catalog.referenceCount(h);
-  recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
-  pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
-  markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
-  markRestored: BlobCatalog['markRestored'] = (h, s) => this.catalog.markRestored(h, s);
-  dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
-  totals: BlobCatalog['totals'] = () => this.catalog.totals();
+  private constructor(private readonly pool: pg.Pool) {
+    super();
+  }
 
   /**
    * Applies pending migrations (safely, when several instances start at once)

@@ -3,8 +3,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { backendUnavailable, contentCollected } from '../errors.js';
+import { CatalogForwarder } from './catalog.js';
 import type {
-  BlobCatalog,
   BlobRecord,
   DeleteFileResult,
   FileRecord,
@@ -73,7 +73,7 @@ export interface SqliteOptions {
  * retried on a timer (busy()), until `busyTimeoutMs` has passed. Readers
  * rarely meet the lock at all (WAL mode lets them read beside a writer).
  */
-export class SqliteMetaStore implements MetaStore {
+export class SqliteMetaStore extends CatalogForwarder implements MetaStore {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly putTx;
@@ -92,6 +92,7 @@ export class SqliteMetaStore implements MetaStore {
   private readonly busyTimeoutMs: number;
 
   constructor(options: SqliteOptions) {
+    super();
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
@@ -190,20 +191,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   // The cleaner's, fsck's and stats' queries (src/metastore/sqlite-catalog.ts).
-  private readonly catalog: SqliteCatalog;
-  listUnreferenced: BlobCatalog['listUnreferenced'] = (q) => this.catalog.listUnreferenced(q);
-  deleteUnreferenced: BlobCatalog['deleteUnreferenced'] = (h, b) =>
-    this.catalog.deleteUnreferenced(h, b);
-  existingBlobs: BlobCatalog['existingBlobs'] = (h) => this.catalog.existingBlobs(h);
-  listBlobs: BlobCatalog['listBlobs'] = (p) => this.catalog.listBlobs(p);
-  countPaths: BlobCatalog['countPaths'] = (h) => this.catalog.countPaths(h);
-  referenceCount: BlobCatalog['referenceCount'] = (h) => this.catalog.referenceCount(h);
-  recount: BlobCatalog['recount'] = (h, n) => this.catalog.recount(h, n);
-  pathsOf: BlobCatalog['pathsOf'] = (h, l) => this.catalog.pathsOf(h, l);
-  markDamage: BlobCatalog['markDamage'] = (h, d) => this.catalog.markDamage(h, d);
-  markRestored: BlobCatalog['markRestored'] = (h, s) => this.catalog.markRestored(h, s);
-  dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
-  totals: BlobCatalog['totals'] = () => this.catalog.totals();
+  protected readonly catalog: SqliteCatalog;
 
   async getFile(path: string): Promise<FileRecord | null> {
     const row = await this.read(() => this.stmts.getFile.get(path));

@@ -2,16 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import pino from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
 import type { BlobStore } from '../../src/blobstore/port.js';
 import type { MetaStore } from '../../src/metastore/port.js';
-import { PostgresMetaStore } from '../../src/metastore/postgres.js';
-import { SqliteMetaStore } from '../../src/metastore/sqlite.js';
-import { createPool } from '../../src/postgres/pool.js';
 import { formatVersion } from '../../src/protocol/versions.js';
+import { openStores } from '../support/deployment.js';
 import { pyVersionQuery } from '../support/http.js';
 import { checkInvariants, dumpMetadata } from '../support/invariants.js';
 import { createTestDatabase } from '../support/postgres.js';
@@ -81,29 +77,7 @@ const postgresAndS3: Deployment = {
     DATABASE_URL: await createTestDatabase(),
     POSTGRES_MAX_CONNECTIONS: '8',
   }),
-  inspect: async (env) => {
-    const pool = createPool(
-      {
-        connectionString: env.DATABASE_URL,
-        max: 2,
-        queryTimeoutMs: 10_000,
-        connectTimeoutMs: 5000,
-        applicationName: 'test-inspector',
-      },
-      pino({ level: 'silent' }),
-    );
-    const meta = await PostgresMetaStore.open(pool);
-    const { openTestS3 } = await import('../support/s3-store.js');
-    const blobs = await openTestS3({ bucket: env.BUCKET_NAME as string });
-    return {
-      meta,
-      blobs,
-      close: async () => {
-        await pool.end();
-        await blobs.close();
-      },
-    };
-  },
+  inspect: openStores,
   cleanup: async (env) => {
     if (env.BUCKET_NAME) await emptyBucket(env.BUCKET_NAME);
   },
@@ -113,19 +87,7 @@ const postgresAndS3: Deployment = {
 const sqliteAndS3: Deployment = {
   instances: 1,
   env: async (dir) => ({ ...s3Env(), KVSTORAGE_TYPE: 'sqlite', SQLITE_PATH: join(dir, 'kv.db') }),
-  inspect: async (env) => {
-    const meta = new SqliteMetaStore({ path: env.SQLITE_PATH as string });
-    const { openTestS3 } = await import('../support/s3-store.js');
-    const blobs = await openTestS3({ bucket: env.BUCKET_NAME as string });
-    return {
-      meta,
-      blobs,
-      close: async () => {
-        await meta.close();
-        await blobs.close();
-      },
-    };
-  },
+  inspect: openStores,
   cleanup: async (env) => {
     if (env.BUCKET_NAME) await emptyBucket(env.BUCKET_NAME);
   },
@@ -144,18 +106,7 @@ const sqliteAndFolder: Deployment = {
     KVSTORAGE_TYPE: 'sqlite',
     SQLITE_PATH: join(dir, 'kv.db'),
   }),
-  inspect: async (env) => {
-    const meta = new SqliteMetaStore({ path: env.SQLITE_PATH as string });
-    const blobs = await FilesystemBlobStore.open(env.STORAGE_PATH as string);
-    return {
-      meta,
-      blobs,
-      close: async () => {
-        await meta.close();
-        await blobs.close();
-      },
-    };
-  },
+  inspect: openStores,
   cleanup: async () => {},
 };
 

@@ -20,55 +20,67 @@ export interface Deployment {
   remove(): Promise<void>;
 }
 
+/**
+ * The metadata and blob stores a server configured with `env` uses, opened
+ * by the test itself, to look at them (or break them) behind its back.
+ */
+export async function openStores(
+  env: Record<string, string>,
+): Promise<{ meta: MetaStore; blobs: BlobStore; close(): Promise<void> }> {
+  const closers: Array<() => Promise<void>> = [];
+  let meta: MetaStore;
+  if (env.KVSTORAGE_TYPE === 'postgres') {
+    const pool = createPool(
+      {
+        connectionString: env.DATABASE_URL,
+        max: 2,
+        queryTimeoutMs: 10_000,
+        connectTimeoutMs: 5000,
+        applicationName: 'test-inspector',
+      },
+      pino({ level: 'silent' }),
+    );
+    closers.push(() => pool.end());
+    meta = await PostgresMetaStore.open(pool);
+  } else {
+    const sqlite = new SqliteMetaStore({ path: env.SQLITE_PATH as string });
+    closers.push(() => sqlite.close());
+    meta = sqlite;
+  }
+  let blobs: BlobStore;
+  if (env.STORAGE_TYPE === 'filesystem') {
+    blobs = await FilesystemBlobStore.open(env.STORAGE_PATH as string);
+  } else {
+    const { openTestS3 } = await import('./s3-store.js');
+    blobs = await openTestS3({ bucket: env.BUCKET_NAME as string });
+    closers.push(() => blobs.close());
+  }
+  return {
+    meta,
+    blobs,
+    close: async () => {
+      for (const close of closers) await close();
+    },
+  };
+}
+
 /** The embedded default (SQLite, a blob folder) or the production shape (radosgw, PostgreSQL). */
 export async function deployment(kind: 'embedded' | 'production'): Promise<Deployment> {
   const dir = await makeTempDir();
   const base = { TEMP_DIR: join(dir.path, 'tmp'), CLEANER_ENABLED: 'false' };
-  if (kind === 'embedded') {
-    const env = {
-      ...base,
-      STORAGE_TYPE: 'filesystem',
-      STORAGE_PATH: join(dir.path, 'blobs'),
-      SQLITE_PATH: join(dir.path, 'kv.db'),
-    };
-    return {
-      name: 'filesystem + sqlite',
-      env,
-      open: async () => {
-        const meta = new SqliteMetaStore({ path: env.SQLITE_PATH });
-        const blobs = await FilesystemBlobStore.open(env.STORAGE_PATH);
-        return { meta, blobs, close: () => meta.close() };
-      },
-      remove: () => dir.remove(),
-    };
-  }
-  const env: Record<string, string> = { ...base, ...s3Env(), ...(await postgresEnv()) };
+  const env: Record<string, string> =
+    kind === 'embedded'
+      ? {
+          ...base,
+          STORAGE_TYPE: 'filesystem',
+          STORAGE_PATH: join(dir.path, 'blobs'),
+          SQLITE_PATH: join(dir.path, 'kv.db'),
+        }
+      : { ...base, ...s3Env(), ...(await postgresEnv()) };
   return {
-    name: 's3 (radosgw) + postgres',
+    name: kind === 'embedded' ? 'filesystem + sqlite' : 's3 (radosgw) + postgres',
     env,
-    open: async () => {
-      const pool = createPool(
-        {
-          connectionString: env.DATABASE_URL,
-          max: 2,
-          queryTimeoutMs: 10_000,
-          connectTimeoutMs: 5000,
-          applicationName: 'test-inspector',
-        },
-        pino({ level: 'silent' }),
-      );
-      const meta = await PostgresMetaStore.open(pool);
-      const { openTestS3 } = await import('./s3-store.js');
-      const blobs = await openTestS3({ bucket: env.BUCKET_NAME as string });
-      return {
-        meta,
-        blobs,
-        close: async () => {
-          await pool.end();
-          await blobs.close();
-        },
-      };
-    },
+    open: () => openStores(env),
     remove: async () => {
       if (env.BUCKET_NAME) await emptyBucket(env.BUCKET_NAME);
       await dir.remove();

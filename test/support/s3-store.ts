@@ -28,3 +28,18 @@ export function openTestS3(
     ...overrides,
   });
 }
+
+/** An S3BlobStore harness for the blob-store contract suite (test/contract/blobstore.contract.ts). */
+export async function s3ContractHarness(s3 = s3Target()) {
+  const store = await openTestS3({}, s3);
+  return {
+    store,
+    leftovers: async () => {
+      const open: string[] = [];
+      for await (const u of store.openUploads()) open.push(u.key);
+      return open;
+    },
+    leaveUpload: (key: string) => store.startUpload(key),
+    close: () => store.close(),
+  };
+}

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { BlobStore } from './blobstore/port.js';
-import type { FileService } from './dedup/service.js';
+import type { Files } from './dedup/service.js';
 import { invalidPath } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
@@ -14,7 +14,7 @@ import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js
 import type { GcPacer } from './runtime/gc-pacer.js';
 
 export interface AppDeps {
-  service: FileService;
+  service: Files;
   meta: MetaStore;
   blobs: BlobStore;
   logger: Logger;

@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'LOCK_TIMEOUT'
   | 'CLIENT_ABORTED'
+  /** The old Filetracker answered with something unusable (live migration's fallback). */
+  | 'BAD_GATEWAY'
   | 'INTERNAL';
 
 /** Which dependency failed, for logs and metrics. */

@@ -6,6 +6,9 @@ import { scheduleCleaner } from './cleaner/schedule.js';
 import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
 import { SPILL_KIND } from './dedup/spill.js';
+import { LiveMigration } from './migration/live.js';
+import { migrate } from './migration/migrate.js';
+import type { OldStore } from './migration/source.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { processGcPacer } from './runtime/gc-pacer.js';
@@ -36,7 +39,20 @@ export function createService(config: Config, backends: Backends, logger: Logger
   });
 }
 
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+/** A live migration (SPEC §7): where to fall back to, and what to copy in the background. */
+export interface LiveSetup {
+  /** Where GET/HEAD of files not here yet are answered from, and PUT/DELETE also go. */
+  source: OldStore;
+  /** The background copy: the paths to copy and where from; null for none (--proxy-only). */
+  background: { paths: () => AsyncIterable<string>; source: OldStore } | null;
+  concurrency: number;
+}
+
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  options: { live?: LiveSetup } = {},
+): Promise<RunningServer> {
   const orphans = await removeOrphanedTempFiles(config.TEMP_DIR, SPILL_KIND);
   if (orphans > 0)
     logger.info({ orphans, dir: config.TEMP_DIR }, 'removed spill files left by a crashed process');
@@ -47,8 +63,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       'node was started without --expose-gc (the s3dedup command passes it): large transfers will peak higher in memory, see docs/memory.md',
     );
   const metrics = new Metrics();
+  const service = createService(config, backends, logger);
+  const live = options.live
+    ? new LiveMigration({
+        files: service,
+        source: options.live.source,
+        locks: backends.locks,
+        lockTimeoutMs: config.LOCK_TIMEOUT * 1000,
+        logger,
+        metrics: metrics.migration,
+      })
+    : null;
   const app = buildApp({
-    service: createService(config, backends, logger),
+    service: live ?? service,
     meta: backends.meta,
     blobs: backends.blobs,
     logger,
@@ -75,6 +102,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       )
     : null;
 
+  const stopMigration = new AbortController();
+  const background =
+    live && options.live?.background
+      ? startBackgroundCopy(live, service, options.live, metrics, logger, stopMigration.signal)
+      : null;
+
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
@@ -100,6 +133,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       clearInterval(sweeper);
       gcPacer.stop();
       await cleaner?.stop();
+      stopMigration.abort();
+      await background;
+      await options.live?.source.close();
       await backends.close();
     })();
     return closing;
@@ -117,4 +153,47 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     'listening',
   );
   return { app, backends, url, close };
+}
+
+/** The background copy of a live migration: logged when it ends; stopped by `signal` at shutdown. */
+async function startBackgroundCopy(
+  live: LiveMigration,
+  files: FileService,
+  setup: LiveSetup,
+  metrics: Metrics,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  const background = setup.background;
+  if (!background) return;
+  logger.info({ from: background.source.name }, 'live migration: copying in the background');
+  try {
+    const report = await migrate({
+      files,
+      source: background.source,
+      copy: live.copyLocked,
+      paths: background.paths(),
+      concurrency: setup.concurrency,
+      attempts: 5,
+      backoffMs: 500,
+      logger,
+      metrics: metrics.migration,
+      signal,
+    });
+    logger.info(
+      {
+        copied: report.copied,
+        skipped: report.skipped,
+        failed: report.failed,
+        bytes: report.bytes,
+      },
+      signal.aborted
+        ? 'live migration: background copy stopped'
+        : 'live migration: background copy done',
+    );
+  } catch (err) {
+    logger.error({ err }, 'live migration: background copy failed (requests still fall back)');
+  } finally {
+    if (background.source !== setup.source) await background.source.close();
+  }
 }

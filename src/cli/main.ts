@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerCleanupCommand } from './cleanup.js';
 import { registerFsckCommand } from './fsck.js';
+import { registerMigrationCommands } from './migrate.js';
 import { registerServerCommand } from './server.js';
 import { registerStatsCommand } from './stats.js';
 
@@ -31,5 +32,6 @@ registerServerCommand(program);
 registerCleanupCommand(program);
 registerFsckCommand(program);
 registerStatsCommand(program);
+registerMigrationCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,38 +1,48 @@
 import type { Command } from 'commander';
+import type { Config } from '../config/schema.js';
 import { StartupError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { startServer } from '../server.js';
+import { type LiveSetup, startServer } from '../server.js';
 import { type ConfigFlags, configOrExit, withConfigOptions } from './config-options.js';
 
 export function registerServerCommand(program: Command): void {
   withConfigOptions(
     program.command('server').description('serve the Filetracker v2 protocol (at / and under /ft)'),
-  ).action(async (flags: ConfigFlags) => {
-    const config = configOrExit(flags);
-    const logger = await createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
-    let server: Awaited<ReturnType<typeof startServer>>;
-    try {
-      server = await startServer(config, logger);
-    } catch (err) {
-      if (err instanceof StartupError) logger.fatal(err.message);
-      else logger.fatal({ err }, 'could not start');
-      process.exitCode = 1;
-      return;
-    }
-    const shutdown = (signal: string) => {
-      logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      server.close().then(
-        () => {
-          logger.info('stopped');
-          process.exit(0);
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'unclean shutdown');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  ).action((flags: ConfigFlags) => serve(flags));
+}
+
+/**
+ * Runs the server until SIGTERM or SIGINT (then shuts down gracefully);
+ * `live` (from `live-migrate`) builds a live migration from the configuration.
+ */
+export async function serve(
+  flags: ConfigFlags,
+  live?: (config: Config) => LiveSetup,
+): Promise<void> {
+  const config = configOrExit(flags);
+  const logger = await createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, logger, live ? { live: live(config) } : {});
+  } catch (err) {
+    if (err instanceof StartupError) logger.fatal(err.message);
+    else logger.fatal({ err }, 'could not start');
+    process.exitCode = 1;
+    return;
+  }
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    server.close().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'unclean shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { storeStats } from '../stats/stats.js';
 import { EXIT, runWithBackends } from './command.js';
 import { type ConfigFlags, withConfigOptions } from './config-options.js';
+import { humanBytes } from './progress.js';
 
 export function registerStatsCommand(program: Command): void {
   withConfigOptions(
@@ -26,29 +27,21 @@ export function registerStatsCommand(program: Command): void {
         const rows: [string, string][] = [
           ['files', String(s.files)],
           ['distinct contents', `${s.blobs}`],
-          ['logical bytes', `${s.logicalBytes} (${human(s.logicalBytes)}, as clients see them)`],
-          ['unique logical bytes', `${s.uniqueLogicalBytes} (${human(s.uniqueLogicalBytes)})`],
+          [
+            'logical bytes',
+            `${s.logicalBytes} (${humanBytes(s.logicalBytes)}, as clients see them)`,
+          ],
+          ['unique logical bytes', `${s.uniqueLogicalBytes} (${humanBytes(s.uniqueLogicalBytes)})`],
           [
             'stored bytes',
-            `${s.storedBytes} (${human(s.storedBytes)}, compressed, in the blob store)`,
+            `${s.storedBytes} (${humanBytes(s.storedBytes)}, compressed, in the blob store)`,
           ],
           ['dedup ratio', s.dedupRatio.toFixed(2)],
-          ['savings', `${(s.savings * 100).toFixed(1)}% (${human(s.bytesSaved)} not stored)`],
+          ['savings', `${(s.savings * 100).toFixed(1)}% (${humanBytes(s.bytesSaved)} not stored)`],
         ];
         const width = Math.max(...rows.map(([k]) => k.length));
         process.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n`);
         return EXIT.ok;
       }),
     );
-}
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }

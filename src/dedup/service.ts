@@ -35,6 +35,24 @@ export interface OpenedFile {
   body: Readable | Buffer;
 }
 
+/** What a HEAD answers: the file's version and sizes. */
+export type FileHead = Pick<FileRecord, 'path' | 'version' | 'logicalSize' | 'storedSize'>;
+
+/**
+ * The Filetracker operations the protocol layer serves: FileService, or
+ * during a live migration the layer in front of it that falls back to the
+ * old Filetracker (src/migration/live.ts).
+ */
+export interface Files {
+  head(path: string): Promise<FileHead>;
+  open(path: string, signal?: AbortSignal): Promise<OpenedFile>;
+  put(req: PutRequest, signal?: AbortSignal): Promise<number>;
+  delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult>;
+  list(dir: string, maxVersion: number): AsyncGenerator<string>;
+  /** The temporary folder uploads spill to is usable (for /health). */
+  checkTempDir(): Promise<void>;
+}
+
 /** Paths per metadata query while listing. */
 const LIST_PAGE = 1000;
 
@@ -56,7 +74,7 @@ const LIST_PAGE = 1000;
  * - then `path:<path>` exclusive for the one metadata transaction.
  * Always in that order (blob, commit, path), so two requests cannot deadlock.
  */
-export class FileService {
+export class FileService implements Files {
   private readonly now: () => number;
   private readonly intake: ContentIntake;
 

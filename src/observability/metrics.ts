@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client';
 import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
+import { type MigrationMetrics, migrationMetrics } from '../migration/metrics.js';
 
 /**
  * The metrics of one process, in one registry (GET /metrics). Each part
@@ -8,4 +9,5 @@ import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
 export class Metrics {
   readonly registry = new Registry();
   readonly cleaner: CleanerMetrics = cleanerMetrics(this.registry);
+  readonly migration: MigrationMetrics = migrationMetrics(this.registry);
 }

@@ -18,6 +18,8 @@ const STATUS: Record<ErrorCode, number> = {
   LOCK_TIMEOUT: 503,
   // Nobody reads this answer; 499 is what proxies log for it.
   CLIENT_ABORTED: 499,
+  // The old Filetracker answered, but not with a file this server can serve.
+  BAD_GATEWAY: 502,
   INTERNAL: 500,
 };
 

@@ -1,9 +1,8 @@
 import { pipeline as pipeCallback, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { FileService } from '../dedup/service.js';
+import type { FileHead, Files } from '../dedup/service.js';
 import { AppError, invalidPath } from '../errors.js';
-import type { FileRecord } from '../metastore/port.js';
 import { uploadBody } from './body.js';
 import { sendError } from './errors.js';
 import {
@@ -58,7 +57,7 @@ function clientSignal(reply: FastifyReply): AbortSignal {
   return controller.signal;
 }
 
-function fileHeaders(reply: FastifyReply, file: FileRecord, gzip: boolean): FastifyReply {
+function fileHeaders(reply: FastifyReply, file: FileHead, gzip: boolean): FastifyReply {
   reply
     .header('content-type', 'application/octet-stream')
     .header('last-modified', formatVersion(file.version))
@@ -73,7 +72,7 @@ function fileHeaders(reply: FastifyReply, file: FileRecord, gzip: boolean): Fast
 /** Registers the Filetracker v2 routes under `base` ("" for the root, "ft" for /ft). */
 export function registerFiletrackerRoutes(
   app: FastifyInstance,
-  service: FileService,
+  service: Files,
   base: string,
 ): void {
   const at = (route: string) => (base === '' ? route : `/${base}${route}`);

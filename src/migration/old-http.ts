@@ -1,0 +1,240 @@
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Agent, type Dispatcher, interceptors, request } from 'undici';
+import { AppError, backendUnavailable, StartupError } from '../errors.js';
+import { formatVersion, parseVersion } from '../protocol/versions.js';
+import type { OldFile, OldHead, OldStore, OldUpload } from './source.js';
+import { realName } from './source.js';
+
+export interface OldServerOptions {
+  url: string;
+  /** V1 servers: raw bodies, HTTP-date versions, no /list. */
+  v1?: boolean;
+  /** Per request: connecting and waiting for the answer's head, and silence while a body streams. */
+  timeoutMs?: number;
+}
+
+/**
+ * The old Filetracker server over HTTP (V2, or V1 with `v1`). Follows 307
+ * redirects (a Filetracker migration server sends GETs of files it lacks to
+ * its own fallback). Connection failures, timeouts and 5xx answers are
+ * BACKEND_UNAVAILABLE ('filetracker'): a failing old server is never "absent".
+ */
+export class OldFiletrackerServer implements OldStore {
+  readonly name: string;
+  private readonly base: string;
+  private readonly agent: Agent;
+  private readonly dispatcher: Dispatcher;
+
+  constructor(private readonly o: OldServerOptions) {
+    this.base = o.url.replace(/\/+$/, '');
+    this.name = `${o.v1 ? 'V1' : 'V2'} Filetracker at ${this.base}`;
+    const timeout = o.timeoutMs ?? 30_000;
+    this.agent = new Agent({
+      connect: { timeout: Math.min(timeout, 10_000) },
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+  }
+
+  /** Refuses a server that does not speak V2 (a V1 server has no /version: use migrate-v1). */
+  async checkV2(): Promise<void> {
+    const res = await this.send('GET', '/version/', 'asking for its protocol version');
+    const text = await res.body.text().catch(() => '');
+    let versions: unknown;
+    try {
+      versions = (JSON.parse(text) as { protocol_versions?: unknown }).protocol_versions;
+    } catch {
+      versions = undefined;
+    }
+    if (res.statusCode >= 500) {
+      throw backendUnavailable(
+        'filetracker',
+        `${this.name} answered /version/ with HTTP ${res.statusCode}`,
+      );
+    }
+    if (res.statusCode !== 200 || !Array.isArray(versions) || !versions.includes(2)) {
+      throw new StartupError(
+        `${this.name} does not speak Filetracker protocol 2 (GET /version/: HTTP ${res.statusCode}); for a V1 server use migrate-v1 or live-migrate-v1`,
+      );
+    }
+  }
+
+  async *list(dir: string, cutoff?: number): AsyncIterable<string> {
+    if (this.o.v1) return;
+    const query =
+      cutoff === undefined ? '' : `?last_modified=${encodeURIComponent(formatVersion(cutoff))}`;
+    const res = await this.send('GET', `/list/${encodePath(dir)}${query}`, 'listing files');
+    // The original answers 400 for a directory it does not have.
+    if (res.statusCode === 400 || res.statusCode === 404) {
+      await res.body.dump();
+      return;
+    }
+    await this.expectOk(res, 'listing files');
+    let rest = '';
+    try {
+      for await (const chunk of res.body) {
+        const lines = (rest + (chunk as Buffer).toString('utf8')).split('\n');
+        rest = lines.pop() ?? '';
+        for (const line of lines) if (line !== '') yield realName(line);
+      }
+    } catch (err) {
+      throw this.failure('listing files', err);
+    }
+    if (rest !== '') yield realName(rest);
+  }
+
+  async head(path: string, signal?: AbortSignal): Promise<OldHead | null> {
+    const res = await this.send('HEAD', `/files/${encodePath(path)}`, `reading ${path}`, signal);
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return null;
+    }
+    await this.expectOk(res, `reading ${path}`);
+    await res.body.dump();
+    return this.describe(path, res.headers);
+  }
+
+  async fetch(path: string, signal?: AbortSignal): Promise<OldFile | null> {
+    const res = await this.send('GET', `/files/${encodePath(path)}`, `reading ${path}`, signal);
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return null;
+    }
+    await this.expectOk(res, `reading ${path}`);
+    let head: OldHead;
+    try {
+      head = this.describe(path, res.headers);
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
+    // A stream that fails mid-way (the old server went away) fails the copy, which is retried.
+    return { ...head, body: res.body as unknown as Readable };
+  }
+
+  async put(path: string, upload: OldUpload): Promise<void> {
+    const gzip = Buffer.isBuffer(upload.body) ? Readable.from([upload.body]) : upload.body;
+    // A V1 server stores bodies as they come: it gets the raw content.
+    const send: { body: Readable; headers: Record<string, string> } = this.o.v1
+      ? {
+          body: gzip.pipe(createGunzip()),
+          headers: { 'content-length': String(upload.logicalSize) },
+        }
+      : {
+          body: gzip,
+          headers: {
+            'content-encoding': 'gzip',
+            'content-length': String(upload.length),
+            'logical-size': String(upload.logicalSize),
+            'sha256-checksum': upload.sha256,
+          },
+        };
+    const res = await this.send(
+      'PUT',
+      `/files/${encodePath(path)}?last_modified=${encodeURIComponent(this.versionText(upload.version))}`,
+      `writing ${path}`,
+      undefined,
+      send,
+    );
+    await this.expectOk(res, `writing ${path}`);
+    await res.body.dump();
+  }
+
+  async delete(path: string, version: number): Promise<'done' | 'absent'> {
+    const res = await this.send(
+      'DELETE',
+      `/files/${encodePath(path)}?last_modified=${encodeURIComponent(this.versionText(version))}`,
+      `deleting ${path}`,
+    );
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return 'absent';
+    }
+    await this.expectOk(res, `deleting ${path}`);
+    await res.body.dump();
+    return 'done';
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** V1 servers read HTTP dates; V2 ones the original's own format. */
+  private versionText(version: number): string {
+    return this.o.v1 ? new Date(version * 1000).toUTCString() : formatVersion(version);
+  }
+
+  private describe(path: string, headers: Record<string, string | string[] | undefined>): OldHead {
+    const header = (name: string) => {
+      const v = headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const version = parseVersion(header('last-modified') ?? '');
+    if (version === null) {
+      throw new AppError(
+        'BAD_GATEWAY',
+        `${this.name} sent ${path} with an unreadable Last-Modified: ${JSON.stringify(header('last-modified') ?? null)}`,
+        { backend: 'filetracker' },
+      );
+    }
+    const number = (name: string) => {
+      const v = header(name);
+      return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+    };
+    const encoding =
+      (header('content-encoding') ?? '').toLowerCase() === 'gzip' ? 'gzip' : 'identity';
+    return {
+      version,
+      encoding,
+      length: number('content-length'),
+      logicalSize: encoding === 'gzip' ? number('logical-size') : number('content-length'),
+    };
+  }
+
+  private async send(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    doing: string,
+    signal?: AbortSignal,
+    extra: { body?: Readable | Buffer; headers?: Record<string, string> } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    try {
+      return await request(`${this.base}${path}`, {
+        method,
+        dispatcher: this.dispatcher,
+        signal,
+        body: extra.body,
+        headers: extra.headers,
+      });
+    } catch (err) {
+      throw this.failure(doing, err);
+    }
+  }
+
+  private async expectOk(res: Dispatcher.ResponseData, doing: string): Promise<void> {
+    if (res.statusCode >= 200 && res.statusCode < 300) return;
+    const text = (await res.body.text().catch(() => '')).slice(0, 200);
+    const what = `${doing}: HTTP ${res.statusCode}${text ? ` ${text.trim()}` : ''}`;
+    // A 4xx is an answer, not an outage: not worth retrying, but still the old server's failure.
+    if (res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429) {
+      throw new AppError('BAD_GATEWAY', `${this.name} refused ${what}`, { backend: 'filetracker' });
+    }
+    throw backendUnavailable('filetracker', `${this.name}, ${what}`);
+  }
+
+  private failure(doing: string, err: unknown): AppError {
+    if (err instanceof AppError) return err;
+    return backendUnavailable(
+      'filetracker',
+      `${this.name}, ${doing}: ${(err as Error).message}`,
+      err,
+    );
+  }
+}
+
+/** A Filetracker path in a URL: each segment percent-encoded, the slashes kept. */
+function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}

@@ -1,11 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { AppError } from '../errors.js';
 import type { MetaStore } from '../metastore/port.js';
 import { type MigrationReport, migrate } from '../migration/migrate.js';
 import { OldFiletrackerServer } from '../migration/old-http.js';
-import type { OldStore } from '../migration/source.js';
+import { everyFile, type OldStore } from '../migration/source.js';
 import { V1Directory } from '../migration/v1-directory.js';
+import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import type { LiveSetup } from '../server.js';
 import { createService } from '../server.js';
@@ -53,7 +55,7 @@ export function registerMigrationCommands(program: Command): void {
           await source.checkV2();
           const paths = flags.fileList
             ? () => linesOf(flags.fileList as string)
-            : () => source.list('');
+            : () => everyFile(source);
           return await migrateOffline(context, source, paths, flags.maxConcurrency);
         } finally {
           await source.close();
@@ -76,6 +78,7 @@ export function registerMigrationCommands(program: Command): void {
         const dir = flags.v1Directory ?? context.config.FILETRACKER_V1_DIR;
         if (!dir) return usage('migrate-v1 needs --v1-directory or FILETRACKER_V1_DIR');
         const source = new V1Directory(dir);
+        await source.check();
         return migrateOffline(context, source, () => source.list(''), flags.maxConcurrency);
       }),
     );
@@ -101,11 +104,12 @@ export function registerMigrationCommands(program: Command): void {
       usage('use either --proxy-only or --file-list');
       return;
     }
-    return serve(flags, (): LiveSetup => {
+    return serve(flags, async (_config, logger): Promise<LiveSetup> => {
       const source = new OldFiletrackerServer({ url });
+      await checkOldServer(source, logger);
       const paths = flags.fileList
         ? () => linesOf(flags.fileList as string)
-        : () => source.list('');
+        : () => everyFile(source);
       return {
         source,
         background: flags.proxyOnly ? null : { paths, source },
@@ -136,8 +140,9 @@ export function registerMigrationCommands(program: Command): void {
       usage('live-migrate-v1 needs --v1-directory (or FILETRACKER_V1_DIR) or --filetracker-url');
       return;
     }
-    return serve(flags, (): LiveSetup => {
+    return serve(flags, async (): Promise<LiveSetup> => {
       const folder = dir ? new V1Directory(dir) : null;
+      await folder?.check();
       const server = url ? new OldFiletrackerServer({ url, v1: true }) : null;
       const source = (server ?? folder) as OldStore;
       return {
@@ -147,6 +152,23 @@ export function registerMigrationCommands(program: Command): void {
       };
     });
   });
+}
+
+/**
+ * A server that is not V2 stops the start (a wrong URL is seen at once); one
+ * that is down only warns: the server starts, and reads of files not here
+ * yet answer 503 until it is back, as they would if it failed later.
+ */
+async function checkOldServer(source: OldFiletrackerServer, logger: Logger): Promise<void> {
+  try {
+    await source.checkV2();
+  } catch (err) {
+    if (!(err instanceof AppError)) {
+      await source.close();
+      throw err;
+    }
+    logger.warn({ err: err.message }, 'the old Filetracker does not answer yet: starting anyway');
+  }
 }
 
 function usage(message: string): number {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Config } from '../config/schema.js';
 import { StartupError } from '../errors.js';
-import { createLogger } from '../observability/logger.js';
+import { createLogger, type Logger } from '../observability/logger.js';
 import { type LiveSetup, startServer } from '../server.js';
 import { type ConfigFlags, configOrExit, withConfigOptions } from './config-options.js';
 
@@ -17,13 +17,14 @@ export function registerServerCommand(program: Command): void {
  */
 export async function serve(
   flags: ConfigFlags,
-  live?: (config: Config) => LiveSetup,
+  /** A live migration's setup, checked before the server starts (a StartupError stops it). */
+  live?: (config: Config, logger: Logger) => Promise<LiveSetup>,
 ): Promise<void> {
   const config = configOrExit(flags);
   const logger = await createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
-    server = await startServer(config, logger, live ? { live: live(config) } : {});
+    server = await startServer(config, logger, live ? { live: await live(config, logger) } : {});
   } catch (err) {
     if (err instanceof StartupError) logger.fatal(err.message);
     else logger.fatal({ err }, 'could not start');

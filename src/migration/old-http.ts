@@ -36,6 +36,7 @@ export class OldFiletrackerServer implements OldStore {
       bodyTimeout: timeout,
     });
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+    this.list = o.v1 ? undefined : (dir, cutoff) => this.listV2(dir, cutoff);
   }
 
   /** Refuses a server that does not speak V2 (a V1 server has no /version: use migrate-v1). */
@@ -61,8 +62,10 @@ export class OldFiletrackerServer implements OldStore {
     }
   }
 
-  async *list(dir: string, cutoff?: number): AsyncIterable<string> {
-    if (this.o.v1) return;
+  /** V1 servers have no /list: absent, as the port says. */
+  readonly list: ((dir: string, cutoff?: number) => AsyncIterable<string>) | undefined;
+
+  private async *listV2(dir: string, cutoff?: number): AsyncIterable<string> {
     const query =
       cutoff === undefined ? '' : `?last_modified=${encodeURIComponent(formatVersion(cutoff))}`;
     const res = await this.send('GET', `/list/${encodePath(dir)}${query}`, 'listing files');

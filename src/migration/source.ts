@@ -65,3 +65,9 @@ export function realName(listed: string): string {
   // A byte sequence that is not UTF-8 decodes with U+FFFD: not a disguised name.
   return Buffer.from(decoded, 'utf8').equals(bytes) ? decoded : listed;
 }
+
+/** Every file of a store that can list (a V2 server, a V1 folder). */
+export function everyFile(store: OldStore): AsyncIterable<string> {
+  if (!store.list) throw new Error(`${store.name} cannot list its files`);
+  return store.list('');
+}

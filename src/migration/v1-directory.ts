@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { AppError, backendUnavailable } from '../errors.js';
+import { AppError, backendUnavailable, StartupError } from '../errors.js';
 import type { OldFile, OldHead, OldStore, OldUpload } from './source.js';
 
 /**
@@ -22,6 +22,16 @@ export class V1Directory implements OldStore {
   constructor(dir: string) {
     this.root = join(dir, 'files');
     this.name = `V1 storage folder ${dir}`;
+  }
+
+  /** A folder without `files/` is not a V1 store (a wrong --v1-directory): said at once, not migrated as empty. */
+  async check(): Promise<void> {
+    const info = await lstat(this.root).catch(() => null);
+    if (!info?.isDirectory()) {
+      throw new StartupError(
+        `${this.root} is not a folder: --v1-directory must name a V1 Filetracker storage folder (the one holding files/)`,
+      );
+    }
   }
 
   async *list(dir = ''): AsyncIterable<string> {
@@ -89,7 +99,9 @@ export class V1Directory implements OldStore {
       await mkdir(dirname(target), { recursive: true });
       const body = Buffer.isBuffer(upload.body) ? Readable.from([upload.body]) : upload.body;
       await pipeline(body, createGunzip(), createWriteStream(temp, { flush: true }));
-      await utimes(temp, upload.version, upload.version);
+      // As a Date: Node takes a negative number of seconds (before 1970) as "now".
+      const time = new Date(upload.version * 1000);
+      await utimes(temp, time, time);
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });

@@ -253,4 +253,15 @@ describe('live migration: background copy and redirects', () => {
     expect(old.requests.filter((r) => r === 'GET /files/fl/5')).toEqual([]);
     expect(await copied(url)).toBe(0);
   }, 60_000);
+
+  it('refuses to start against a server that is not V2; starts, answering 503, while the old server is down', async () => {
+    const v1 = await new FakeFiletracker({ v1: true }).start();
+    olds.push(v1);
+    await expect(
+      startServerProcess(d.env, ['live-migrate', '--filetracker-url', v1.url]),
+    ).rejects.toThrow(/does not speak Filetracker protocol 2/);
+    const url = await start('--filetracker-url', 'http://127.0.0.1:9', '--proxy-only');
+    expect((await pyClient.get(url, '/not/here/yet')).status).toBe(503);
+    expect((await pyClient.put(url, '/new', Buffer.from('x'), V)).status).toBe(503);
+  });
 });

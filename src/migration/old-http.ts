@@ -113,8 +113,7 @@ export class OldFiletrackerServer implements OldStore {
       res.body.destroy();
       throw err;
     }
-    // A stream that fails mid-way (the old server went away) fails the copy, which is retried.
-    return { ...head, body: res.body as unknown as Readable };
+    return { ...head, body: this.bodyOf(res, path) };
   }
 
   async put(path: string, upload: OldUpload): Promise<void> {
@@ -162,6 +161,26 @@ export class OldFiletrackerServer implements OldStore {
 
   async close(): Promise<void> {
     await this.agent.close();
+  }
+
+  /**
+   * The answer's body, its failures (the old server gone mid-way, a body
+   * shorter than its Content-Length) made the old server's: a copy cut off
+   * is retried, and a client reading through live migration gets a 503.
+   */
+  private bodyOf(res: Dispatcher.ResponseData, path: string): Readable {
+    const body = res.body;
+    const fail = (err: unknown) => this.failure(`reading ${path}`, err);
+    return Readable.from(
+      (async function* () {
+        try {
+          for await (const chunk of body) yield chunk as Buffer;
+        } catch (err) {
+          throw fail(err);
+        }
+      })(),
+      { objectMode: false, highWaterMark: 64 * 1024 },
+    );
   }
 
   /** V1 servers read HTTP dates; V2 ones the original's own format. */

@@ -165,10 +165,12 @@ describe.each(['embedded', 'production'] as const)('live migration from V2 (%s)'
     ).toBeGreaterThanOrEqual(3);
   });
 
-  it('a connection reset is a 503 and the next GET succeeds; a corrupt file on the old server is a 502 and stores nothing', async () => {
+  it('a connection reset or a body cut off is a 503 and the next GET succeeds; a corrupt file on the old server is a 502 and stores nothing', async () => {
     const path = fresh();
     old.add(path, Buffer.from('fine'), V);
     old.fail(path, 'reset');
+    expect((await pyClient.get(server.url, `/${path}`)).status).toBe(503);
+    old.fail(path, 'cut');
     expect((await pyClient.get(server.url, `/${path}`)).status).toBe(503);
     expect((await pyClient.get(server.url, `/${path}`)).content.toString()).toBe('fine');
 

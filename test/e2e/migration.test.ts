@@ -138,12 +138,13 @@ describe.each(['embedded', 'production'] as const)('migrate from V2 (%s)', (kind
     await expectAllHere(paths);
   }, 120_000);
 
-  it('transient failures are retried; a vanished file and one that keeps failing are reported, the rest copied', async () => {
+  it('transient failures (a 500, a reset, a body cut off) are retried; a vanished file and one that keeps failing are reported, the rest copied', async () => {
     await stopServer();
     for (let i = 0; i < 20; i++) old.add(`flaky/${i}`, randomBytes(2000), 1_500_000_000);
     old.fail('flaky/1', 'error', 2);
     old.fail('flaky/2', 'reset', 2);
     old.fail('flaky/3', 'gone', 1);
+    old.fail('flaky/5', 'cut', 2);
     old.fail('flaky/4', 'error', 50);
     const list = join(d.env.TEMP_DIR as string, '..', 'flaky.txt');
     // As operators write them: absolute Filetracker names.

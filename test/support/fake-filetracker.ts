@@ -10,8 +10,11 @@ export interface OldFile {
   version: number;
 }
 
-/** A 500 answer, a connection reset, or a 404 for a file that is listed (it went away). */
-type Failure = 'error' | 'reset' | 'gone';
+/**
+ * A 500 answer, a connection reset before the answer, a body cut off half-way
+ * (the server died mid-answer), or a 404 for a file that is listed (it went away).
+ */
+type Failure = 'error' | 'reset' | 'cut' | 'gone';
 
 /**
  * A faithful stand-in for the original Python Filetracker server (V2, or V1
@@ -143,6 +146,11 @@ export class FakeFiletracker {
               'logical-size': file.logicalSize,
             };
         res.writeHead(200, headers);
+        if (failure === 'cut' && method === 'GET') {
+          res.write(file.stored.subarray(0, file.stored.length >> 1));
+          setTimeout(() => res.socket?.destroy(), 20);
+          return;
+        }
         res.end(method === 'HEAD' ? undefined : file.stored);
         return;
       }

@@ -132,11 +132,17 @@ export function writeReport(path: string, input: ReportInput): void {
   }
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, generated(input) + notes.replace(/^\n*/, '\n'));
-  // The project's formatter owns Markdown too (`biome check .` covers docs/):
-  // let it lay the tables out, so a fresh report passes the lint as written.
+  formatMarkdown(input.root, path);
+}
+
+/**
+ * The project's formatter owns Markdown too (`biome check .` covers docs/):
+ * it lays the tables out, so a fresh report passes the lint as written.
+ */
+export function formatMarkdown(root: string, path: string): void {
   try {
-    execFileSync(join(input.root, 'node_modules', '.bin', 'biome'), ['format', '--write', path], {
-      cwd: input.root,
+    execFileSync(join(root, 'node_modules', '.bin', 'biome'), ['format', '--write', path], {
+      cwd: root,
       stdio: 'ignore',
     });
   } catch {

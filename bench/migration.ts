@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FakeFiletracker } from '../test/support/fake-filetracker.js';
 import { cliNodeFlags } from '../test/support/process.js';
+import { formatMarkdown } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
 import { installExitHandlers, ROOT, tempDir } from './services.js';
 
@@ -139,7 +140,12 @@ async function v1(count: number, size: number, concurrency: number) {
   }
 }
 
-function report(results: Measured[], concurrency: number, machine: string[]): string {
+function report(
+  results: Measured[],
+  concurrency: number,
+  machine: string[],
+  startedAt: string,
+): string {
   const rows = results.map(
     (r) =>
       `| ${r.label} | ${r.seconds.toFixed(1)} | ${(r.files / r.seconds).toFixed(0)} | ${(r.bytes / 2 ** 20 / r.seconds).toFixed(1)} | ${r.peakRssMb.toFixed(0)} |`,
@@ -148,7 +154,7 @@ function report(results: Measured[], concurrency: number, machine: string[]): st
 
 ## Migration (\`npm run bench:migration\`)
 
-Written on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC. Each row is one
+Measured on ${startedAt} UTC. Each row is one
 command run under \`/usr/bin/time -v\` into a fresh embedded deployment
 (SQLite + filesystem store), \`--max-concurrency ${concurrency}\`. V2: from
 the project's fake Filetracker (\`test/support/fake-filetracker.ts\`) in the
@@ -173,12 +179,13 @@ async function main(): Promise<void> {
   const large = envInt('BENCH_MIGRATION_LARGE', 100);
   const v1Count = envInt('BENCH_MIGRATION_V1', 100_000);
   const machine = machineLines(describeMachine());
+  const startedAt = new Date().toISOString().slice(0, 16).replace('T', ' ');
   log('s3dedup migration benchmark');
   const results: Measured[] = [];
   results.push(await v2(small, 4096, concurrency, `migrate (V2), ${small} files of 4 KiB`));
   results.push(await v2(large, 4 * 2 ** 20, concurrency, `migrate (V2), ${large} files of 4 MiB`));
   results.push(await v1(v1Count, 100, concurrency));
-  const text = report(results, concurrency, machine);
+  const text = report(results, concurrency, machine, startedAt);
   const docs = process.env.BENCH_DOCS ?? join(ROOT, 'docs', 'benchmarks.md');
   if (docs !== '') {
     const current = existsSync(docs) ? readFileSync(docs, 'utf8') : '';
@@ -189,6 +196,7 @@ async function main(): Promise<void> {
         ? `${current.slice(0, start)}${text}${current.slice(end + END.length)}`
         : `${current.trimEnd()}\n\n${text}\n`;
     writeFileSync(docs, next);
+    formatMarkdown(ROOT, docs);
     log(`written to ${docs}`);
   }
 }

@@ -8,7 +8,6 @@ import { OldFiletrackerServer } from '../migration/old-http.js';
 import { everyFile, type OldStore } from '../migration/source.js';
 import { V1Directory } from '../migration/v1-directory.js';
 import type { Logger } from '../observability/logger.js';
-import { Metrics } from '../observability/metrics.js';
 import type { LiveSetup } from '../server.js';
 import { createService } from '../server.js';
 import { storeStats } from '../stats/stats.js';
@@ -202,7 +201,6 @@ async function migrateOffline(
   for await (const _ of paths()) total++;
   logger.info({ from: source.name, files: total }, 'migrating');
   const bar = progress('migrating', logger, total);
-  const metrics = new Metrics();
   const report = await migrate({
     files: createService(config, backends, logger),
     source,
@@ -211,7 +209,6 @@ async function migrateOffline(
     attempts: 5,
     backoffMs: 500,
     logger,
-    metrics: metrics.migration,
     onFile: (_outcome, bytes) => bar.tick(1, bytes),
   }).finally(() => bar.stop());
   process.stdout.write(await summary(report, total, source, backends.meta));

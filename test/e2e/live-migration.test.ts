@@ -5,18 +5,11 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Deployment, deployment } from '../support/deployment.js';
 import { FakeFiletracker } from '../support/fake-filetracker.js';
-import { digestOf, http, pyClient, pyParseLastModified } from '../support/http.js';
+import { digestOf, http, metricValue, pyClient, pyParseLastModified } from '../support/http.js';
 import { type ServerProcess, startServerProcess } from '../support/process.js';
 import { eventually } from '../support/state.js';
 
 const V = 1_234_567_890;
-
-/** A counter's value in /metrics (0 when absent). */
-async function metric(url: string, name: string, labels = ''): Promise<number> {
-  const text = (await http(`${url}/metrics`)).body.toString();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
 
 async function list(url: string, dir: string): Promise<string[]> {
   const res = await http(`${url}/list/${dir}`);
@@ -70,7 +63,7 @@ describe.each(['embedded', 'production'] as const)('live migration from V2 (%s)'
     expect(again.status).toBe(200);
     expect(digestOf(again.content)).toBe(digestOf(content));
     expect(
-      await metric(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="found"}'),
+      await metricValue(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="found"}'),
     ).toBeGreaterThanOrEqual(1);
   });
 
@@ -80,7 +73,7 @@ describe.each(['embedded', 'production'] as const)('live migration from V2 (%s)'
     old.add(path, content, V + 1);
     const stored = old.files.get(path)?.stored as Buffer;
     const found = () =>
-      metric(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="found"}');
+      metricValue(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="found"}');
     const before = await found();
     const res = await pyClient.head(server.url, `/${path}`);
     expect(res.status).toBe(200);
@@ -161,7 +154,7 @@ describe.each(['embedded', 'production'] as const)('live migration from V2 (%s)'
     expect(got.status).toBe(200);
     expect(got.content.toString()).toBe('here');
     expect(
-      await metric(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="failed"}'),
+      await metricValue(server.url, 's3dedup_filetracker_fallbacks_total', '{outcome="failed"}'),
     ).toBeGreaterThanOrEqual(3);
   });
 
@@ -210,7 +203,7 @@ describe('live migration: background copy and redirects', () => {
     return server.url;
   };
   const copied = (url: string) =>
-    metric(url, 's3dedup_migration_files_total', '{outcome="copied"}');
+    metricValue(url, 's3dedup_migration_files_total', '{outcome="copied"}');
 
   it('copies everything in the background, following 307s to the server the old one redirects to', async () => {
     const target = await new FakeFiletracker().start();

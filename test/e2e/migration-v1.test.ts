@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Deployment, deployment } from '../support/deployment.js';
 import { FakeFiletracker } from '../support/fake-filetracker.js';
-import { digestOf, http, pyClient, pyParseLastModified } from '../support/http.js';
+import { digestOf, metricValue, pyClient, pyParseLastModified } from '../support/http.js';
 import { runCli, type ServerProcess, startServerProcess } from '../support/process.js';
 import { eventually } from '../support/state.js';
 
@@ -20,12 +20,6 @@ async function writeV1(root: string, files: Map<string, { content: Buffer; mtime
     // A Date, as Node takes negative seconds (before 1970) for "now".
     await utimes(file, new Date(mtime * 1000), new Date(mtime * 1000));
   }
-}
-
-async function counter(url: string, name: string, labels: string): Promise<number> {
-  const text = (await http(`${url}/metrics`)).body.toString();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 /** `migrate-v1` and `live-migrate-v1` (issue #12): a V1 folder and a V1 HTTP server into s3dedup. */
@@ -115,7 +109,9 @@ describe('migration from V1', () => {
     const url = server.url;
     await eventually(
       async () =>
-        expect(await counter(url, 's3dedup_migration_files_total', '{outcome="copied"}')).toBe(150),
+        expect(await metricValue(url, 's3dedup_migration_files_total', '{outcome="copied"}')).toBe(
+          150,
+        ),
       20_000,
     );
     await expectServed(url, files);

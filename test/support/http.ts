@@ -148,3 +148,10 @@ export function pyParseLastModified(value: string | undefined): number | null {
   const ms = Date.parse(value);
   return Number.isNaN(ms) ? null : ms / 1000;
 }
+
+/** A sample's value in a server's /metrics (0 when it has not been counted yet). */
+export async function metricValue(base: string, name: string, labels = ''): Promise<number> {
+  const text = (await http(`${base}/metrics`)).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}

@@ -43,14 +43,19 @@ export class LiveMigration implements Files {
       if (!isNotFound(err)) throw err;
     }
     const old = await this.fallback(() => this.o.source.head(path));
-    if (!old) throw notFound(`File ${path}`);
+    if (!old) {
+      this.o.metrics?.fallbacks.inc({ outcome: 'absent' });
+      throw notFound(`File ${path}`);
+    }
     if (old.encoding !== 'gzip' || old.length === undefined || old.logicalSize === undefined) {
       // Raw content (V1): the gzip this server would answer with is not known
       // before it is stored, so the copy comes first.
       await this.copyIn(path);
       return this.o.files.head(path);
     }
-    // Stored here as the old server sends it: its headers are this server's.
+    // The old server's headers, as the issue asks. The copy stores the same gzip
+    // bytes, so they are this server's too, unless the content was already here
+    // in other gzip bytes (then the stored size differs, as between any two servers).
     this.copyIn(path).catch((err: unknown) => {
       this.o.logger.warn({ err, path }, 'could not copy in a file after a HEAD');
     });

@@ -60,7 +60,7 @@ export async function startServer(
   const gcPacer = processGcPacer();
   if (!gcPacer.enabled)
     logger.warn(
-      'node was started without --expose-gc (the s3dedup command passes it): large transfers will peak higher in memory, see docs/memory.md',
+      'no gc() to pace collections with: large transfers will peak higher in memory, see docs/memory.md',
     );
   const metrics = new Metrics();
   const service = createService(config, backends, logger);

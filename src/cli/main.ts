@@ -10,6 +10,8 @@
 // because, with a collection every few MiB streamed, each one would wait for
 // the previous one's background task, which on a busy machine waits for a
 // core. See docs/memory.md.
+// First: the shebang's memory settings when started as plain `node dist/cli/main.js`.
+import '../runtime/apply-memory-settings.js';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerCleanupCommand } from './cleanup.js';

@@ -1,4 +1,5 @@
 import { getHeapStatistics } from 'node:v8';
+import { minorCollector } from './node-flags.js';
 
 export interface GcPacerOptions {
   /** Runs a minor collection; without it (no `--expose-gc`) the pacer does nothing. */
@@ -113,8 +114,8 @@ export class GcPacer {
   }
 }
 
-/** The process's pacer: paces minor collections when the CLI's `--expose-gc` made `gc` available. */
+/** The process's pacer: paces minor collections when `gc` is available (src/runtime/node-flags.ts). */
 export function processGcPacer(): GcPacer {
-  const gc = globalThis.gc;
+  const gc = minorCollector();
   return new GcPacer({ collect: gc ? () => gc({ type: 'minor' }) : undefined });
 }

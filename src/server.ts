@@ -82,6 +82,8 @@ export async function startServer(
     clientIdleTimeoutSeconds: config.CLIENT_IDLE_TIMEOUT,
     gcPacer,
     metrics,
+    accessLog: config.ACCESS_LOG,
+    trustedProxies: config.TRUSTED_PROXIES === '' ? [] : config.TRUSTED_PROXIES.split(','),
   });
   try {
     await app.listen({ host: config.LISTEN_ADDRESS, port: config.LISTEN_PORT });

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -76,6 +77,35 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
 }
 
 const text = raw.transform((value) => String(value));
+
+/** Named ranges of proxy-addr, which Fastify's trustProxy uses. */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * "10.0.0.1, 192.168.0.0/16, loopback": each entry an IP, a CIDR range or a
+ * named range; kept as the entries joined by commas, spaces removed.
+ */
+const proxyList = raw.transform((value, ctx) => {
+  const entries = String(value)
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  for (const entry of entries) {
+    const [address = '', prefix, extra] = entry.split('/');
+    const family = isIP(address);
+    const max = family === 6 ? 128 : 32;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= max);
+    if (!(PROXY_RANGES.has(entry) || (family !== 0 && prefixOk && extra === undefined))) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(entry)} is not an IP address, a CIDR range or one of ${[...PROXY_RANGES].join(', ')}`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+  }
+  return entries.join(',');
+});
 
 function url(protocols: readonly string[]) {
   return raw.transform((value, ctx) => {
@@ -235,6 +265,16 @@ export const VARIABLES = {
   FILETRACKER_V1_DIR: { schema: text, doc: 'V1 Filetracker storage folder, for migration' },
 
   // s3dedup additions
+  ACCESS_LOG: {
+    schema: boolean,
+    default: true,
+    doc: 'one info line per request: method, path, status, bytes in and out, duration, request id, client address',
+  },
+  TRUSTED_PROXIES: {
+    schema: proxyList,
+    default: '',
+    doc: 'addresses or CIDR ranges (comma-separated; also loopback, linklocal, uniquelocal) whose X-Forwarded-For gives the client address in access logs; empty: none',
+  },
   TEMP_DIR: {
     schema: text,
     default: './data/tmp',

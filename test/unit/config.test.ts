@@ -46,6 +46,8 @@ const A: Record<string, string | number | boolean> = {
   GZIP_LEVEL: 2,
   MAX_UPLOAD_SIZE: 1000,
   TRUST_CLIENT_CHECKSUMS: true,
+  ACCESS_LOG: false,
+  TRUSTED_PROXIES: '10.0.0.0/8,loopback',
   CLEANER_ENABLED: false,
   CLEANER_INTERVAL: 60,
   CLEANER_BATCH_SIZE: 10,
@@ -96,6 +98,8 @@ const B: Record<string, string> = {
   GZIP_LEVEL: '9',
   MAX_UPLOAD_SIZE: '2000',
   TRUST_CLIENT_CHECKSUMS: 'false',
+  ACCESS_LOG: 'true',
+  TRUSTED_PROXIES: '192.168.1.1',
   CLEANER_ENABLED: 'true',
   CLEANER_INTERVAL: '120',
   CLEANER_BATCH_SIZE: '20',
@@ -260,5 +264,20 @@ describe('documentation', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const name of VARIABLE_NAMES)
       expect(readme, name).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|`));
+  });
+});
+
+describe('TRUSTED_PROXIES', () => {
+  it('takes addresses, CIDR ranges and named ranges; refuses anything else with the entry named', () => {
+    const ok = loadConfig({
+      env: { TRUSTED_PROXIES: '10.0.0.1, 192.168.0.0/16,::1, fd00::/8,loopback' },
+    });
+    expect(ok.TRUSTED_PROXIES).toBe('10.0.0.1,192.168.0.0/16,::1,fd00::/8,loopback');
+    expect(loadConfig({ env: {} }).TRUSTED_PROXIES).toBe('');
+    for (const bad of ['10.0.0.300', '10.0.0.0/33', 'proxy.example', '10.0.0.1/8/1', '::1/129']) {
+      expect(() => loadConfig({ env: { TRUSTED_PROXIES: bad } }), bad).toThrow(
+        new RegExp(`TRUSTED_PROXIES.*${bad.replace(/[.*/]/g, '\\$&').split(',')[0]}`),
+      );
+    }
   });
 });

@@ -9,6 +9,7 @@ import { registerAccessLog } from './protocol/access-log.js';
 import { settleUnreadBodies } from './protocol/body.js';
 import { sendError } from './protocol/errors.js';
 import { registerHealthRoute } from './protocol/health.js';
+import { registerHttpMetrics } from './protocol/http-metrics.js';
 import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
 import { registerMetricsRoute } from './protocol/metrics.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
@@ -74,6 +75,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   if (deps.accessLog) registerAccessLog(app);
+  if (deps.metrics) registerHttpMetrics(app, deps.metrics.http);
   keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
   settleUnreadBodies(app);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.

@@ -23,7 +23,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function createService(config: Config, backends: Backends, logger: Logger): FileService {
+export function createService(
+  config: Config,
+  backends: Backends,
+  logger: Logger,
+  metrics?: Metrics,
+): FileService {
   return new FileService({
     meta: backends.meta,
     blobs: backends.blobs,
@@ -36,6 +41,7 @@ export function createService(config: Config, backends: Backends, logger: Logger
     tempDir: config.TEMP_DIR,
     spillThreshold: config.SPILL_THRESHOLD,
     lockTimeoutMs: config.LOCK_TIMEOUT * 1000,
+    metrics: metrics?.dedup,
   });
 }
 
@@ -63,7 +69,7 @@ export async function startServer(
       'no gc() to pace collections with: large transfers will peak higher in memory, see docs/memory.md',
     );
   const metrics = new Metrics();
-  const service = createService(config, backends, logger);
+  const service = createService(config, backends, logger, metrics);
   const live = options.live
     ? new LiveMigration({
         files: service,

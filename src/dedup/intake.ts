@@ -6,6 +6,7 @@ import type { MetaStore } from '../metastore/port.js';
 import { crashPoint } from '../runtime/faults.js';
 import { checkBuffer, checkStream, readWhole, SMALL_BODY } from './body-readers.js';
 import { blobKey } from './keys.js';
+import type { DedupMetrics } from './metrics.js';
 import { checkSpillDir, SpillBuffer } from './spill.js';
 import type { BodyEncoding, ContentHints, UploadCheck } from './upload-check.js';
 
@@ -17,6 +18,8 @@ export interface IntakeOptions {
   tempDir: string;
   spillThreshold: number;
   lockOptions(signal?: AbortSignal): LockOptions;
+  /** Dedup hits and misses (/metrics). */
+  metrics?: DedupMetrics | undefined;
 }
 
 /** An upload body, as the protocol layer hands it over. */
@@ -149,7 +152,9 @@ export class ContentIntake {
     if (row && row.damage === null) {
       await how.verify?.();
       crashPoint('put.checked');
-      return this.reuse(hash, session, signal);
+      const reused = await this.reuse(hash, session, signal);
+      this.o.metrics?.hits.inc();
+      return reused;
     }
     const commit = this.commitGuard(hash, session, signal);
     let stored: Awaited<ReturnType<StoreNew>>;
@@ -176,7 +181,17 @@ export class ContentIntake {
     } finally {
       await commit.release();
     }
-    return this.adopt(hash, stored.logicalSize, stored.put, row !== null, pinned, session, signal);
+    const adopted = await this.adopt(
+      hash,
+      stored.logicalSize,
+      stored.put,
+      row !== null,
+      pinned,
+      session,
+      signal,
+    );
+    this.o.metrics?.misses.inc();
+    return adopted;
   }
 
   /**

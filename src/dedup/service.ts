@@ -7,6 +7,7 @@ import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.
 import { crashPoint } from '../runtime/faults.js';
 import { ContentIntake, type UploadBody } from './intake.js';
 import { blobKey } from './keys.js';
+import type { DedupMetrics } from './metrics.js';
 import { UploadCheck } from './upload-check.js';
 
 export interface FileServiceOptions {
@@ -22,6 +23,8 @@ export interface FileServiceOptions {
   spillThreshold: number;
   lockTimeoutMs: number;
   now?: () => number;
+  /** Dedup hits and misses (/metrics). */
+  metrics?: DedupMetrics | undefined;
 }
 
 export interface PutRequest extends UploadBody {
@@ -88,6 +91,7 @@ export class FileService implements Files {
       tempDir: o.tempDir,
       spillThreshold: o.spillThreshold,
       lockOptions: (signal) => this.lockOptions(signal),
+      metrics: o.metrics,
     });
   }
 

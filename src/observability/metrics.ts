@@ -1,6 +1,8 @@
 import { Registry } from 'prom-client';
 import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
+import { type DedupMetrics, dedupMetrics } from '../dedup/metrics.js';
 import { type MigrationMetrics, migrationMetrics } from '../migration/metrics.js';
+import { type HttpMetrics, httpMetrics } from '../protocol/http-metrics.js';
 
 /**
  * The metrics of one process, in one registry (GET /metrics). Each part
@@ -10,4 +12,6 @@ export class Metrics {
   readonly registry = new Registry();
   readonly cleaner: CleanerMetrics = cleanerMetrics(this.registry);
   readonly migration: MigrationMetrics = migrationMetrics(this.registry);
+  readonly http: HttpMetrics = httpMetrics(this.registry);
+  readonly dedup: DedupMetrics = dedupMetrics(this.registry);
 }

@@ -50,6 +50,13 @@ function headerSafe(message: string): string {
   );
 }
 
+/** The error a request was answered with, for the metrics (src/protocol/http-metrics.ts). */
+const answered = new WeakMap<FastifyRequest, AppError>();
+
+export function answeredError(request: FastifyRequest): AppError | undefined {
+  return answered.get(request);
+}
+
 /** Body of one line, the same line in X-Exception, text/plain. */
 export function sendError(
   request: FastifyRequest,
@@ -57,6 +64,7 @@ export function sendError(
   err: unknown,
 ): FastifyReply {
   const { status, message } = httpErrorOf(err);
+  if (err instanceof AppError) answered.set(request, err);
   const line = message.replace(/[\r\n]+/g, ' ');
   if (status >= 500) request.log.error({ err }, line);
   else request.log.debug({ status, reason: line }, 'request refused');

@@ -1,0 +1,83 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { answeredError } from './errors.js';
+
+/** The HTTP side of /metrics (SPEC §8): requests, latency, uploads in flight, refusals, backend failures. */
+export interface HttpMetrics {
+  requests: Counter<'method' | 'endpoint' | 'status'>;
+  duration: Histogram<'method' | 'endpoint'>;
+  uploadsInFlight: Gauge;
+  checksumRejections: Counter<'reason'>;
+  backendErrors: Counter<'backend'>;
+}
+
+export function httpMetrics(registry: Registry): HttpMetrics {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: 's3dedup_http_requests_total',
+      help: 'HTTP requests answered, by method, endpoint (files, list, version, health, metrics, ui, other) and status',
+      labelNames: ['method', 'endpoint', 'status'],
+      registers,
+    }),
+    duration: new Histogram({
+      name: 's3dedup_http_request_duration_seconds',
+      help: 'Time from the request to the end of its answer, by method and endpoint',
+      labelNames: ['method', 'endpoint'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    uploadsInFlight: new Gauge({
+      name: 's3dedup_uploads_in_flight',
+      help: 'PUT requests being received or stored now',
+      registers,
+    }),
+    checksumRejections: new Counter({
+      name: 's3dedup_checksum_rejections_total',
+      help: 'Uploads refused because the body did not match its hints or was not valid gzip, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    backendErrors: new Counter({
+      name: 's3dedup_backend_errors_total',
+      help: 'Requests answered 503/502 because a backend failed, by backend (database, storage, locks, filetracker)',
+      labelNames: ['backend'],
+      registers,
+    }),
+  };
+}
+
+/** Low-cardinality endpoint names: the route's kind, never the path. */
+export function endpointOf(url: string): string {
+  const m = /^\/+(?:ft\/+)?(files|list|version|health|metrics|ui)(?:[/?]|$)/.exec(url);
+  return m?.[1] ?? 'other';
+}
+
+const REJECTIONS = new Set(['CHECKSUM_MISMATCH', 'SIZE_MISMATCH', 'INVALID_GZIP']);
+const started = new WeakMap<FastifyRequest, bigint>();
+
+export function registerHttpMetrics(app: FastifyInstance, m: HttpMetrics): void {
+  app.addHook('onRequest', (request, _reply, done) => {
+    started.set(request, process.hrtime.bigint());
+    if (request.method === 'PUT') m.uploadsInFlight.inc();
+    done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const endpoint = endpointOf(request.url);
+    const start = started.get(request);
+    if (request.method === 'PUT') m.uploadsInFlight.dec();
+    m.requests.inc({ method: request.method, endpoint, status: String(reply.statusCode) });
+    if (start !== undefined) {
+      m.duration.observe(
+        { method: request.method, endpoint },
+        Number(process.hrtime.bigint() - start) / 1e9,
+      );
+    }
+    const err = answeredError(request);
+    if (err && REJECTIONS.has(err.code)) m.checksumRejections.inc({ reason: err.code });
+    if (err?.backend && (err.code === 'BACKEND_UNAVAILABLE' || err.code === 'BAD_GATEWAY')) {
+      m.backendErrors.inc({ backend: err.backend });
+    }
+    done();
+  });
+}

@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { http, metricValue, pyClient, pyVersionQuery } from '../support/http.js';
+import { type ServerProcess, startServerProcess } from '../support/process.js';
+import { makeTempDir } from '../support/tmp.js';
+
+const V = 1_234_567_890;
+
+/** /metrics and /metrics/json after known traffic (issue #13, part 1). */
+describe('metrics', () => {
+  let dir: Awaited<ReturnType<typeof makeTempDir>>;
+  let server: ServerProcess;
+  beforeAll(async () => {
+    dir = await makeTempDir();
+    server = await startServerProcess({
+      STORAGE_PATH: join(dir.path, 'blobs'),
+      SQLITE_PATH: join(dir.path, 'kv.db'),
+      TEMP_DIR: join(dir.path, 'tmp'),
+      SPILL_THRESHOLD: '10000',
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+    await dir?.remove();
+  });
+  const value = (name: string, labels = '') => metricValue(server.url, name, labels);
+
+  it('counts requests, dedup hits and misses, refusals and backend failures as they happen', async () => {
+    const content = randomBytes(3000);
+    expect((await pyClient.put(server.url, '/m/a', content, V)).status).toBe(200);
+    expect((await pyClient.put(server.url, '/m/b', content, V)).status).toBe(200);
+    expect((await pyClient.put(server.url, '/m/c', randomBytes(3000), V)).status).toBe(200);
+    expect(await value('s3dedup_dedup_hits_total')).toBe(1);
+    expect(await value('s3dedup_dedup_misses_total')).toBe(2);
+
+    const refused = await http(`${server.url}/files/m/bad?${pyVersionQuery(V)}`, {
+      method: 'PUT',
+      headers: { 'sha256-checksum': '0'.repeat(64) },
+      body: content,
+    });
+    expect(refused.status).toBe(400);
+    expect(await value('s3dedup_checksum_rejections_total', '{reason="CHECKSUM_MISMATCH"}')).toBe(
+      1,
+    );
+
+    // Raw, no hints, past SPILL_THRESHOLD: it must spill, and TEMP_DIR is now a regular file.
+    await rm(join(dir.path, 'tmp'), { recursive: true, force: true });
+    await writeFile(join(dir.path, 'tmp'), 'x');
+    const spilled = await http(`${server.url}/files/m/spill?${pyVersionQuery(V)}`, {
+      method: 'PUT',
+      body: randomBytes(3_000_000),
+    });
+    expect(spilled.status).toBe(503);
+    expect(await value('s3dedup_backend_errors_total', '{backend="storage"}')).toBe(1);
+
+    expect((await pyClient.get(server.url, '/m/a')).status).toBe(200);
+    expect((await pyClient.get(server.url, '/ft/m/absent')).status).toBe(404);
+    const files = (method: string, status: number) =>
+      value(
+        's3dedup_http_requests_total',
+        `{method="${method}",endpoint="files",status="${status}"}`,
+      );
+    expect(await files('PUT', 200)).toBe(3);
+    expect(await files('PUT', 400)).toBe(1);
+    expect(await files('PUT', 503)).toBe(1);
+    expect(await files('GET', 200)).toBe(1);
+    expect(await files('GET', 404)).toBe(1);
+    expect(
+      await value('s3dedup_http_request_duration_seconds_count', '{method="PUT",endpoint="files"}'),
+    ).toBe(5);
+    expect(await value('s3dedup_uploads_in_flight')).toBe(0);
+  });
+
+  it('the same samples at /ft/metrics and as JSON at /metrics/json and /ft/metrics/json', async () => {
+    const text = await http(`${server.url}/ft/metrics`);
+    expect(text.status).toBe(200);
+    expect(text.headers['content-type']).toMatch(/^text\/plain/);
+    expect(text.body.toString()).toMatch(/^s3dedup_dedup_hits_total 1$/m);
+    for (const path of ['/metrics/json', '/ft/metrics/json']) {
+      const res = await http(`${server.url}${path}`);
+      expect(res.status).toBe(200);
+      const metrics = JSON.parse(res.body.toString()) as Array<{
+        name: string;
+        values: Array<{ value: number; labels: Record<string, string> }>;
+      }>;
+      const hits = metrics.find((m) => m.name === 's3dedup_dedup_hits_total');
+      expect(hits?.values[0]?.value).toBe(1);
+      for (const name of [
+        's3dedup_http_requests_total',
+        's3dedup_http_request_duration_seconds',
+        's3dedup_dedup_misses_total',
+        's3dedup_checksum_rejections_total',
+        's3dedup_backend_errors_total',
+        's3dedup_uploads_in_flight',
+        's3dedup_cleaner_runs_total',
+        's3dedup_migration_files_total',
+        's3dedup_filetracker_fallbacks_total',
+      ]) {
+        expect(metrics.map((m) => m.name)).toContain(name);
+      }
+    }
+  });
+});

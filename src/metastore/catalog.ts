@@ -21,4 +21,5 @@ export abstract class CatalogForwarder implements BlobCatalog {
   markRestored: BlobCatalog['markRestored'] = (h, s) => this.catalog.markRestored(h, s);
   dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
   totals: BlobCatalog['totals'] = () => this.catalog.totals();
+  keptTotals: BlobCatalog['keptTotals'] = () => this.catalog.keptTotals();
 }

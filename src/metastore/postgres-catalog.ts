@@ -146,6 +146,45 @@ export class PostgresCatalog implements BlobCatalog {
     });
   }
 
+  async keptTotals(): Promise<StoreTotals> {
+    const { rows } = await this.query<{
+      files: number;
+      logical: number;
+      blobs: number;
+      unique_logical: number;
+      stored: number;
+    }>(
+      'reading the kept totals',
+      // Folds the differences the trigger appended into the one totals row,
+      // and answers with the result. Two readers at once: the second's DELETE
+      // waits for the first's rows and skips them once they are gone.
+      `WITH taken AS (DELETE FROM store_total_changes RETURNING *),
+            change AS (SELECT coalesce(sum(files), 0) AS files,
+                              coalesce(sum(logical_bytes), 0) AS logical,
+                              coalesce(sum(blobs), 0) AS blobs,
+                              coalesce(sum(unique_logical_bytes), 0) AS unique_logical,
+                              coalesce(sum(stored_bytes), 0) AS stored
+                         FROM taken)
+       UPDATE store_totals t
+          SET files = t.files + change.files,
+              logical_bytes = t.logical_bytes + change.logical,
+              blobs = t.blobs + change.blobs,
+              unique_logical_bytes = t.unique_logical_bytes + change.unique_logical,
+              stored_bytes = t.stored_bytes + change.stored
+         FROM change
+       RETURNING t.files::bigint AS files, t.logical_bytes::bigint AS logical, t.blobs::bigint AS blobs,
+                 t.unique_logical_bytes::bigint AS unique_logical, t.stored_bytes::bigint AS stored`,
+    );
+    const row = rows[0];
+    return {
+      files: Number(row?.files ?? 0),
+      logicalBytes: Number(row?.logical ?? 0),
+      blobs: Number(row?.blobs ?? 0),
+      uniqueLogicalBytes: Number(row?.unique_logical ?? 0),
+      storedBytes: Number(row?.stored ?? 0),
+    };
+  }
+
   async totals(): Promise<StoreTotals> {
     const { rows } = await this.query<{
       files: number;

@@ -53,6 +53,62 @@ const MIGRATIONS: string[] = [
   DROP INDEX blobs_unreferenced;
   CREATE INDEX blobs_unreferenced ON blobs (zero_since, hash) WHERE refcount = 0;
   `,
+  // The store's totals, kept by a trigger in the same transactions as the
+  // blob rows they add up, so /metrics does not read the blobs table (issue
+  // #13). The trigger only appends a row of differences: a shared counter
+  // row would make every PUT wait for the others' commits, and a
+  // transaction changing two blobs could deadlock with another on it. A
+  // reader folds the differences into store_totals (keptTotals()).
+  `
+  CREATE TABLE store_totals (
+    files                bigint NOT NULL,
+    logical_bytes        bigint NOT NULL,
+    blobs                bigint NOT NULL,
+    unique_logical_bytes bigint NOT NULL,
+    stored_bytes         bigint NOT NULL
+  );
+  INSERT INTO store_totals
+    SELECT coalesce(sum(refcount), 0), coalesce(sum(refcount * logical_size), 0), count(*),
+           coalesce(sum(logical_size) FILTER (WHERE refcount > 0), 0), coalesce(sum(stored_size), 0)
+      FROM blobs;
+  CREATE TABLE store_total_changes (
+    files                bigint NOT NULL,
+    logical_bytes        bigint NOT NULL,
+    blobs                bigint NOT NULL,
+    unique_logical_bytes bigint NOT NULL,
+    stored_bytes         bigint NOT NULL
+  );
+  CREATE FUNCTION s3dedup_count_blob() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    d_files bigint := 0;
+    d_logical bigint := 0;
+    d_blobs bigint := 0;
+    d_unique bigint := 0;
+    d_stored bigint := 0;
+  BEGIN
+    IF TG_OP <> 'INSERT' THEN
+      d_files := d_files - OLD.refcount;
+      d_logical := d_logical - OLD.refcount * OLD.logical_size;
+      d_blobs := d_blobs - 1;
+      d_unique := d_unique - CASE WHEN OLD.refcount > 0 THEN OLD.logical_size ELSE 0 END;
+      d_stored := d_stored - OLD.stored_size;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+      d_files := d_files + NEW.refcount;
+      d_logical := d_logical + NEW.refcount * NEW.logical_size;
+      d_blobs := d_blobs + 1;
+      d_unique := d_unique + CASE WHEN NEW.refcount > 0 THEN NEW.logical_size ELSE 0 END;
+      d_stored := d_stored + NEW.stored_size;
+    END IF;
+    -- zero_since or damage alone changes no total.
+    IF d_files <> 0 OR d_logical <> 0 OR d_blobs <> 0 OR d_unique <> 0 OR d_stored <> 0 THEN
+      INSERT INTO store_total_changes VALUES (d_files, d_logical, d_blobs, d_unique, d_stored);
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER blobs_totals AFTER INSERT OR UPDATE OR DELETE ON blobs
+    FOR EACH ROW EXECUTE FUNCTION s3dedup_count_blob();
+  `,
 ];
 
 const MIGRATION_LOCK = advisoryKey('schema-migrations');

@@ -67,6 +67,16 @@ export class SqliteCatalog implements BlobCatalog {
       ),
       dropFiles: db.prepare<[string]>('DELETE FROM files WHERE hash = ?'),
       dropBlob: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
+      keptTotals: db.prepare<
+        [],
+        {
+          files: number;
+          logical_bytes: number;
+          blobs: number;
+          unique_logical_bytes: number;
+          stored_bytes: number;
+        }
+      >('SELECT files, logical_bytes, blobs, unique_logical_bytes, stored_bytes FROM store_totals'),
       totals: db.prepare<
         [],
         {
@@ -166,6 +176,17 @@ export class SqliteCatalog implements BlobCatalog {
 
   dropBlob(hash: string): Promise<number> {
     return this.write(() => this.dropTx(hash));
+  }
+
+  async keptTotals(): Promise<StoreTotals> {
+    const row = await this.read(() => this.q.keptTotals.get());
+    return {
+      files: row?.files ?? 0,
+      logicalBytes: row?.logical_bytes ?? 0,
+      blobs: row?.blobs ?? 0,
+      uniqueLogicalBytes: row?.unique_logical_bytes ?? 0,
+      storedBytes: row?.stored_bytes ?? 0,
+    };
   }
 
   async totals(): Promise<StoreTotals> {

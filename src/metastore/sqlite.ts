@@ -49,6 +49,49 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE blobs ADD COLUMN damage TEXT CHECK (damage IN ('missing', 'corrupt'));
   `,
+  // The store's totals, kept by triggers in the same transactions as the
+  // blob rows they add up, so /metrics reads one row instead of the blobs
+  // table (issue #13). The same sums as totals() computes from scratch.
+  `
+  CREATE TABLE store_totals (
+    slot                 INTEGER PRIMARY KEY,
+    files                INTEGER NOT NULL,
+    logical_bytes        INTEGER NOT NULL,
+    blobs                INTEGER NOT NULL,
+    unique_logical_bytes INTEGER NOT NULL,
+    stored_bytes         INTEGER NOT NULL
+  );
+  INSERT INTO store_totals
+    SELECT 0, coalesce(sum(refcount), 0), coalesce(sum(refcount * logical_size), 0), count(*),
+           coalesce(sum(CASE WHEN refcount > 0 THEN logical_size ELSE 0 END), 0),
+           coalesce(sum(stored_size), 0)
+      FROM blobs;
+  CREATE TRIGGER blobs_totals_insert AFTER INSERT ON blobs BEGIN
+    UPDATE store_totals SET
+      files = files + NEW.refcount,
+      logical_bytes = logical_bytes + NEW.refcount * NEW.logical_size,
+      blobs = blobs + 1,
+      unique_logical_bytes = unique_logical_bytes + CASE WHEN NEW.refcount > 0 THEN NEW.logical_size ELSE 0 END,
+      stored_bytes = stored_bytes + NEW.stored_size;
+  END;
+  CREATE TRIGGER blobs_totals_delete AFTER DELETE ON blobs BEGIN
+    UPDATE store_totals SET
+      files = files - OLD.refcount,
+      logical_bytes = logical_bytes - OLD.refcount * OLD.logical_size,
+      blobs = blobs - 1,
+      unique_logical_bytes = unique_logical_bytes - CASE WHEN OLD.refcount > 0 THEN OLD.logical_size ELSE 0 END,
+      stored_bytes = stored_bytes - OLD.stored_size;
+  END;
+  CREATE TRIGGER blobs_totals_update AFTER UPDATE OF refcount, logical_size, stored_size ON blobs BEGIN
+    UPDATE store_totals SET
+      files = files + NEW.refcount - OLD.refcount,
+      logical_bytes = logical_bytes + NEW.refcount * NEW.logical_size - OLD.refcount * OLD.logical_size,
+      unique_logical_bytes = unique_logical_bytes
+        + CASE WHEN NEW.refcount > 0 THEN NEW.logical_size ELSE 0 END
+        - CASE WHEN OLD.refcount > 0 THEN OLD.logical_size ELSE 0 END,
+      stored_bytes = stored_bytes + NEW.stored_size - OLD.stored_size;
+  END;
+  `,
 ];
 
 export interface SqliteOptions {

@@ -174,5 +174,32 @@ export function blobCatalogContract(name: string, harness: () => Promise<MetaSto
         storedBytes: 54,
       });
     });
+
+    it('keeps its totals equal to the added-up store through every kind of change', async () => {
+      const same = async (step: string) =>
+        expect(await m.keptTotals(), step).toEqual(await m.totals());
+      await same('empty');
+      for (const p of ['a', 'b', 'c'])
+        await m.putFile({ path: p, version: 1, blob: blob(1, 100, 30), now: 1 });
+      await m.putFile({ path: 'd', version: 1, blob: blob(2, 50, 20), now: 1 });
+      await same('new paths and contents');
+      await m.putFile({ path: 'a', version: 2, blob: blob(2, 50, 20), now: 2 });
+      await m.putFile({ path: 'b', version: 2, blob: blob(3, 7, 5), now: 2 });
+      await same('paths moved to other contents');
+      await m.deleteFile({ path: 'c', version: 3, now: 3 });
+      await same('the last path of a content deleted');
+      await m.deleteUnreferenced([hash(1)], 10);
+      await same('the cleaner deleted the unreferenced row');
+      await h.sql(m, `UPDATE blobs SET refcount = 9 WHERE hash = '${hash(2)}'`);
+      await same('a wrong count');
+      await m.recount(hash(2), 2);
+      await same('recounted');
+      await m.markDamage(hash(3), 'missing');
+      await m.markRestored(hash(3), 6);
+      await same('restored with another stored size');
+      await m.dropBlob(hash(2));
+      await same('a lost content given up with its paths');
+      expect((await m.keptTotals()).files).toBe(1);
+    });
   });
 }

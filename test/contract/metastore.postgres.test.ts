@@ -45,9 +45,37 @@ describe('PostgresMetaStore specifics', () => {
       const { rows } = await (pools[0] as ReturnType<typeof poolFor>).query(
         'SELECT version FROM s3dedup_schema_migrations ORDER BY version',
       );
-      expect(rows.map((r) => r.version)).toEqual([1, 2]);
+      expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
     } finally {
       await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it('an existing store upgraded to kept totals starts from its added-up figures', async () => {
+    const pool = poolFor(await createTestDatabase());
+    try {
+      const store = await PostgresMetaStore.open(pool);
+      await store.putFile({
+        path: 'a',
+        version: 1,
+        blob: { hash: 'a'.repeat(64), logicalSize: 10, storedSize: 4 },
+        now: 1,
+      });
+      await store.putFile({
+        path: 'b',
+        version: 1,
+        blob: { hash: 'a'.repeat(64), logicalSize: 10, storedSize: 4 },
+        now: 1,
+      });
+      // Back to schema 2, with its data, as a store written before migration 3.
+      await pool.query(`DROP TRIGGER blobs_totals ON blobs; DROP FUNCTION s3dedup_count_blob();
+        DROP TABLE store_totals; DROP TABLE store_total_changes;
+        DELETE FROM s3dedup_schema_migrations WHERE version = 3`);
+      const upgraded = await PostgresMetaStore.open(pool);
+      expect(await upgraded.keptTotals()).toEqual(await upgraded.totals());
+      expect((await upgraded.keptTotals()).files).toBe(2);
+    } finally {
+      await pool.end();
     }
   });
 

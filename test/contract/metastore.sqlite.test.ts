@@ -46,6 +46,30 @@ async function withDatabaseLockedByAnother(
 }
 
 describe('SqliteMetaStore specifics', () => {
+  it('an existing store upgraded to kept totals starts from its added-up figures', async () => {
+    const dir = await makeTempDir();
+    try {
+      const path = join(dir.path, 'kv.db');
+      const store = new SqliteMetaStore({ path });
+      const blob = { hash: 'a'.repeat(64), logicalSize: 10, storedSize: 4 };
+      await store.putFile({ path: 'a', version: 1, blob, now: 1 });
+      await store.putFile({ path: 'b', version: 1, blob, now: 1 });
+      // Back to schema 2, with its data, as a store written before migration 3.
+      store.database.exec(`DROP TRIGGER blobs_totals_insert; DROP TRIGGER blobs_totals_delete;
+        DROP TRIGGER blobs_totals_update; DROP TABLE store_totals; PRAGMA user_version = 2;`);
+      await store.close();
+      const upgraded = new SqliteMetaStore({ path });
+      try {
+        expect(await upgraded.keptTotals()).toEqual(await upgraded.totals());
+        expect((await upgraded.keptTotals()).files).toBe(2);
+      } finally {
+        await upgraded.close();
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('creates its schema once and refuses a newer one', async () => {
     const dir = await makeTempDir();
     try {

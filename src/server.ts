@@ -12,6 +12,7 @@ import type { OldStore } from './migration/source.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { processGcPacer } from './runtime/gc-pacer.js';
+import { registerStoreMetrics } from './stats/metrics.js';
 import { removeOrphanedTempFiles } from './tempfiles.js';
 
 export interface RunningServer {
@@ -69,6 +70,7 @@ export async function startServer(
       'no gc() to pace collections with: large transfers will peak higher in memory, see docs/memory.md',
     );
   const metrics = new Metrics();
+  registerStoreMetrics(metrics.registry, backends.meta);
   const service = createService(config, backends, logger, metrics);
   const live = options.live
     ? new LiveMigration({

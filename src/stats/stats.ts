@@ -11,7 +11,11 @@ export interface StoreStats extends StoreTotals {
 
 /** What `s3dedup stats` prints: totals from one aggregate query, whatever the size of the store. */
 export async function storeStats(meta: MetaStore): Promise<StoreStats> {
-  const t = await meta.totals();
+  return withRatios(await meta.totals());
+}
+
+/** The ratios `stats` and /metrics derive from the totals. */
+export function withRatios(t: StoreTotals): StoreStats {
   return {
     ...t,
     dedupRatio: t.uniqueLogicalBytes > 0 ? t.logicalBytes / t.uniqueLogicalBytes : 1,

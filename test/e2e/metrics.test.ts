@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Deployment, deployment } from '../support/deployment.js';
 import { http, metricValue, pyClient, pyVersionQuery } from '../support/http.js';
-import { type ServerProcess, startServerProcess } from '../support/process.js';
+import { runCli, type ServerProcess, startServerProcess } from '../support/process.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const V = 1_234_567_890;
@@ -102,4 +103,52 @@ describe('metrics', () => {
       }
     }
   });
+});
+
+/**
+ * The store's totals at /metrics, from two instances on one PostgreSQL and
+ * one bucket: each shows the whole store, equal to what `stats` adds up.
+ */
+describe('store totals at /metrics, two instances on one database', () => {
+  let d: Deployment;
+  let a: ServerProcess;
+  let b: ServerProcess;
+  beforeAll(async () => {
+    d = await deployment('production');
+    [a, b] = await Promise.all([startServerProcess(d.env), startServerProcess(d.env)]);
+  }, 60_000);
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await d?.remove();
+  });
+
+  it('files, blobs, bytes and ratios match the added-up store after traffic through both', async () => {
+    const shared = randomBytes(20_000);
+    for (let i = 0; i < 6; i++) {
+      const via = i % 2 === 0 ? a : b;
+      expect((await pyClient.put(via.url, `/t/shared${i}`, shared, V)).status).toBe(200);
+      expect((await pyClient.put(via.url, `/t/own${i}`, randomBytes(5_000 + i), V)).status).toBe(
+        200,
+      );
+    }
+    // Replaced and deleted through the other instance.
+    expect((await pyClient.put(b.url, '/t/own0', shared, V + 1)).status).toBe(200);
+    expect((await pyClient.delete(a.url, '/t/own1', V + 1)).status).toBe(200);
+
+    const stats = await runCli(['stats', '--json'], d.env);
+    expect(stats.code, stats.output).toBe(0);
+    const s = JSON.parse(stats.stdout) as Record<string, number>;
+    expect(s.files).toBe(11);
+    for (const server of [a, b]) {
+      const value = (name: string) => metricValue(server.url, name);
+      expect(await value('s3dedup_total_files')).toBe(s.files);
+      expect(await value('s3dedup_total_blobs')).toBe(s.blobs);
+      expect(await value('s3dedup_total_logical_size_bytes')).toBe(s.logicalBytes);
+      expect(await value('s3dedup_total_storage_bytes')).toBe(s.storedBytes);
+      expect(await value('s3dedup_deduplicated_bytes_saved')).toBe(s.bytesSaved);
+      expect(await value('s3dedup_deduplication_ratio')).toBeCloseTo(s.dedupRatio as number, 6);
+      expect(await value('s3dedup_storage_savings_ratio')).toBeCloseTo(s.savings as number, 6);
+    }
+  }, 60_000);
 });

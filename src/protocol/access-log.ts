@@ -12,8 +12,9 @@ const started = new WeakMap<object, bigint>();
  * address, taken from X-Forwarded-For only when the connection comes from a
  * proxy in TRUSTED_PROXIES (Fastify's trustProxy). Bytes are those of the
  * connection since the previous request on it ended: request line, headers
- * and body in; status line, headers and body out. A body still being drained
- * after an early answer is not counted.
+ * and body in; status line, headers and body out. The rest of a body
+ * drained after an early answer (src/protocol/body.ts) is read after this
+ * line is written, so it counts toward the connection's next request.
  */
 export function registerAccessLog(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../blobstore/port.js';
 import { internal, notFound } from '../errors.js';
-import { inSession, type LockManager, withLock } from '../locks/port.js';
+import { inSession, type LockManager, type LockSession, withLock } from '../locks/port.js';
 import type { DeleteFileResult, FileRecord, MetaStore } from '../metastore/port.js';
 import { crashPoint } from '../runtime/faults.js';
 import { ContentIntake, type UploadBody } from './intake.js';
@@ -49,8 +49,14 @@ export type FileHead = Pick<FileRecord, 'path' | 'version' | 'logicalSize' | 'st
 export interface Files {
   head(path: string): Promise<FileHead>;
   open(path: string, signal?: AbortSignal): Promise<OpenedFile>;
-  put(req: PutRequest, signal?: AbortSignal): Promise<number>;
-  delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult>;
+  /** `session`: the caller's lock session, to take this request's locks in (see FileService). */
+  put(req: PutRequest, signal?: AbortSignal, session?: LockSession): Promise<number>;
+  delete(
+    path: string,
+    version: number,
+    signal?: AbortSignal,
+    session?: LockSession,
+  ): Promise<DeleteFileResult>;
   list(dir: string, maxVersion: number): AsyncGenerator<string>;
   /** The temporary folder uploads spill to is usable (for /health). */
   checkTempDir(): Promise<void>;
@@ -143,7 +149,7 @@ export class FileService implements Files {
    * answers the version stored under the path afterwards. What the headers
    * already show to be wrong or too large is refused before anything else.
    */
-  async put(req: PutRequest, signal?: AbortSignal): Promise<number> {
+  async put(req: PutRequest, signal?: AbortSignal, session?: LockSession): Promise<number> {
     const check = new UploadCheck({
       encoding: req.encoding,
       hints: req.hints,
@@ -156,7 +162,7 @@ export class FileService implements Files {
     const current = await this.o.meta.getFile(req.path);
     if (current && current.version > req.version) return current.version;
 
-    return inSession(this.o.locks, async (session) => {
+    return this.inSession(session, async (session) => {
       const blob = await this.intake.receive(req, check, session, signal);
       // Held to the end of the session, which comes right after the change:
       // ending it releases this lock and the blob's together (one round trip
@@ -173,8 +179,13 @@ export class FileService implements Files {
     });
   }
 
-  async delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult> {
-    const result = await inSession(this.o.locks, (session) =>
+  async delete(
+    path: string,
+    version: number,
+    signal?: AbortSignal,
+    session?: LockSession,
+  ): Promise<DeleteFileResult> {
+    const result = await this.inSession(session, (session) =>
       withLock(session, `path:${path}`, 'exclusive', this.lockOptions(signal), () =>
         this.o.meta.deleteFile({ path, version, now: this.now() }),
       ),
@@ -182,6 +193,19 @@ export class FileService implements Files {
     crashPoint('delete.committed');
     if (result.outcome === 'absent') throw notFound(`File ${path}`);
     return result;
+  }
+
+  /**
+   * A session of its own, or the caller's: live migration holds its
+   * `migrate:<path>` lock in one and passes it down, so that a request never
+   * needs a second lock connection while holding one (PostgreSQL locks). The
+   * caller's session then releases these locks when it ends.
+   */
+  private inSession<T>(
+    given: LockSession | undefined,
+    fn: (session: LockSession) => Promise<T>,
+  ): Promise<T> {
+    return given ? fn(given) : inSession(this.o.locks, fn);
   }
 
   /** Paths under `dir` ("" = everything) relative to it, sorted, with version <= maxVersion. */

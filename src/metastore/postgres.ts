@@ -60,6 +60,8 @@ const MIGRATIONS: string[] = [
   // transaction changing two blobs could deadlock with another on it. A
   // reader folds the differences into store_totals (keptTotals()).
   `
+  -- Writers of older instances wait until the trigger exists: none is missed.
+  LOCK TABLE blobs IN SHARE ROW EXCLUSIVE MODE;
   CREATE TABLE store_totals (
     files                bigint NOT NULL,
     logical_bytes        bigint NOT NULL,

@@ -1,6 +1,7 @@
 import { checkSegments } from '../dedup/paths.js';
 import type { Files } from '../dedup/service.js';
 import { AppError, type ErrorCode } from '../errors.js';
+import type { LockSession } from '../locks/port.js';
 import type { OldStore } from './source.js';
 
 export type CopyOutcome =
@@ -70,6 +71,8 @@ export async function copyOnce(
   o: Pick<CopyOptions, 'files' | 'source'>,
   path: string,
   signal?: AbortSignal,
+  /** The caller's lock session (live migration's), passed to the store. */
+  session?: LockSession,
 ): Promise<CopyOutcome | { outcome: 'absent' }> {
   const local = await o.files.head(path).catch((err: unknown) => {
     if (err instanceof AppError && err.code === 'NOT_FOUND') return null;
@@ -90,16 +93,26 @@ export async function copyOnce(
     old.body.destroy();
     return { outcome: 'skipped' };
   }
-  await o.files.put(
-    {
-      path,
-      version: old.version,
-      body: old.body,
-      encoding: old.encoding,
-      hints: { logicalSize: old.logicalSize },
-      declaredLength: old.length,
-    },
-    signal,
-  );
+  try {
+    await o.files.put(
+      {
+        path,
+        version: old.version,
+        body: old.body,
+        encoding: old.encoding,
+        hints: { logicalSize: old.logicalSize },
+        declaredLength: old.length,
+      },
+      signal,
+      session,
+    );
+  } finally {
+    // Refused before its end was read (too large, a newer version here): the
+    // old server's answer is let go, not left holding its connection.
+    if (!old.body.readableEnded) {
+      old.body.on('error', () => {});
+      old.body.destroy();
+    }
+  }
   return { outcome: 'copied', bytes: old.logicalSize ?? old.length ?? 0 };
 }

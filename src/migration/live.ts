@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FileHead, FileService, Files, OpenedFile, PutRequest } from '../dedup/service.js';
 import { AppError, backendUnavailable, notFound } from '../errors.js';
-import type { LockManager } from '../locks/port.js';
+import type { LockManager, LockSession } from '../locks/port.js';
 import { inSession, withLock } from '../locks/port.js';
 import type { DeleteFileResult } from '../metastore/port.js';
 import type { Logger } from '../observability/logger.js';
@@ -73,44 +73,57 @@ export class LiveMigration implements Files {
   }
 
   async put(req: PutRequest, signal?: AbortSignal): Promise<number> {
-    return this.locked(req.path, async () => {
+    return this.locked(req.path, async (session) => {
       // A path not here yet may be on the old store with a newer version,
       // which must win as it would have there (SPEC §2): it is copied in
       // first, and the put below then changes nothing.
       if (!(await this.has(req.path))) {
         const old = await this.fallback(() => this.o.source.head(req.path, signal));
-        if (old && old.version > req.version) await this.copyInLocked(req.path, signal);
+        if (old && old.version > req.version) {
+          await this.copyInLocked(req.path, signal, session);
+        }
       }
-      const stored = await this.o.files.put(req, signal);
+      const stored = await this.o.files.put(req, signal, session);
       // The old store gets what was stored here (gzip, checked), and applies
       // its own version rule.
       const put = this.o.source.put?.bind(this.o.source);
       if (stored === req.version && put) {
         const { file, body } = await this.o.files.open(req.path, signal);
-        await this.fallback(() =>
-          put(req.path, {
-            version: stored,
-            body: Buffer.isBuffer(body) ? body : Readable.from(body),
-            length: file.storedSize,
-            logicalSize: file.logicalSize,
-            sha256: file.hash,
-          }),
-        );
+        try {
+          await this.fallback(() =>
+            put(req.path, {
+              version: stored,
+              body,
+              length: file.storedSize,
+              logicalSize: file.logicalSize,
+              sha256: file.hash,
+            }),
+          );
+        } finally {
+          // Refused before it was read (the old server down): let the stored object go.
+          if (body instanceof Readable && !body.readableEnded) {
+            body.on('error', () => {});
+            body.destroy();
+          }
+        }
       }
       return stored;
     });
   }
 
   async delete(path: string, version: number, signal?: AbortSignal): Promise<DeleteFileResult> {
-    return this.locked(path, async () => {
+    return this.locked(path, async (session) => {
+      // The old store first: if it fails, the file is still here and a retry
+      // deletes both; the other way round, a failure would leave it only on
+      // the old store, and the next GET would copy it back.
+      const remove = this.o.source.delete?.bind(this.o.source);
+      const there = remove ? await this.fallback(() => remove(path, version)) : 'absent';
       let here: DeleteFileResult = { outcome: 'absent' };
       try {
-        here = await this.o.files.delete(path, version, signal);
+        here = await this.o.files.delete(path, version, signal, session);
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
-      const remove = this.o.source.delete?.bind(this.o.source);
-      const there = remove ? await this.fallback(() => remove(path, version)) : 'absent';
       if (here.outcome === 'absent' && there === 'absent') throw notFound(`File ${path}`);
       return here.outcome === 'absent' ? { outcome: 'deleted', version } : here;
     });
@@ -142,13 +155,17 @@ export class LiveMigration implements Files {
    * not have it either.
    */
   copyIn(path: string, signal?: AbortSignal): Promise<'copied' | 'skipped'> {
-    return this.locked(path, () => this.copyInLocked(path, signal));
+    return this.locked(path, (session) => this.copyInLocked(path, signal, session));
   }
 
-  private async copyInLocked(path: string, signal?: AbortSignal): Promise<'copied' | 'skipped'> {
+  private async copyInLocked(
+    path: string,
+    signal: AbortSignal | undefined,
+    session: LockSession,
+  ): Promise<'copied' | 'skipped'> {
     let done: Awaited<ReturnType<typeof copyOnce>>;
     try {
-      done = await copyOnce({ files: this.o.files, source: this.o.source }, path, signal);
+      done = await copyOnce({ files: this.o.files, source: this.o.source }, path, signal, session);
     } catch (err) {
       const failure = asFallbackError(err, path, signal);
       if (failure instanceof AppError && failure.backend === 'filetracker') {
@@ -176,11 +193,18 @@ export class LiveMigration implements Files {
 
   /** copyOnce for the background copy: the same lock as requests. */
   readonly copyLocked: typeof copyOnce = (o, path, signal) =>
-    this.locked(path, () => copyOnce(o, path, signal));
+    this.locked(path, (session) => copyOnce(o, path, signal, session));
 
-  private locked<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding `migrate:<path>`, in a lock session that `fn` passes
+   * down to the store, so that one request holds one lock connection
+   * (PostgreSQL locks), however many locks it takes.
+   */
+  private locked<T>(path: string, fn: (session: LockSession) => Promise<T>): Promise<T> {
     return inSession(this.o.locks, (session) =>
-      withLock(session, `migrate:${path}`, 'exclusive', { timeoutMs: this.o.lockTimeoutMs }, fn),
+      withLock(session, `migrate:${path}`, 'exclusive', { timeoutMs: this.o.lockTimeoutMs }, () =>
+        fn(session),
+      ),
     );
   }
 

@@ -65,6 +65,17 @@ export async function migrate(o: MigrationOptions): Promise<MigrationReport> {
       o.onFile?.(result.outcome, result.outcome === 'copied' ? result.bytes : 0);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+  try {
+    // Settled, not Promise.all: a listing that fails ends the run only once
+    // every copy in flight has ended (the caller closes the stores after).
+    const ended = await Promise.allSettled(
+      Array.from({ length: Math.max(1, o.concurrency) }, worker),
+    );
+    const failed = ended.find((e) => e.status === 'rejected');
+    if (failed) throw failed.reason;
+  } finally {
+    // Stopped early (shutdown): the listing's request is ended, not left paused.
+    await paths.return?.();
+  }
   return report;
 }

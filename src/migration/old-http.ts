@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
 import { AppError, backendUnavailable, StartupError } from '../errors.js';
@@ -121,7 +121,8 @@ export class OldFiletrackerServer implements OldStore {
     // A V1 server stores bodies as they come: it gets the raw content.
     const send: { body: Readable; headers: Record<string, string> } = this.o.v1
       ? {
-          body: gzip.pipe(createGunzip()),
+          // pipeline: a source failing mid-way fails the request, not the process.
+          body: pipeline(gzip, createGunzip(), () => {}),
           headers: { 'content-length': String(upload.logicalSize) },
         }
       : {
@@ -171,7 +172,7 @@ export class OldFiletrackerServer implements OldStore {
   private bodyOf(res: Dispatcher.ResponseData, path: string): Readable {
     const body = res.body;
     const fail = (err: unknown) => this.failure(`reading ${path}`, err);
-    return Readable.from(
+    const wrapper = Readable.from(
       (async function* () {
         try {
           for await (const chunk of body) yield chunk as Buffer;
@@ -181,6 +182,12 @@ export class OldFiletrackerServer implements OldStore {
       })(),
       { objectMode: false, highWaterMark: 64 * 1024 },
     );
+    // Destroyed unread (the copy refused it from its headers): the answer is
+    // let go too, or its connection would stay paused with no timeout.
+    wrapper.once('close', () => {
+      if (!body.readableEnded) body.destroy();
+    });
+    return wrapper;
   }
 
   /** V1 servers read HTTP dates; V2 ones the original's own format. */

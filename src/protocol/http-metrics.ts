@@ -57,15 +57,18 @@ const REJECTIONS = new Set(['CHECKSUM_MISMATCH', 'SIZE_MISMATCH', 'INVALID_GZIP'
 const started = new WeakMap<FastifyRequest, bigint>();
 
 export function registerHttpMetrics(app: FastifyInstance, m: HttpMetrics): void {
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     started.set(request, process.hrtime.bigint());
-    if (request.method === 'PUT') m.uploadsInFlight.inc();
+    if (request.method === 'PUT') {
+      m.uploadsInFlight.inc();
+      // 'close' comes whether the answer was sent or the client went away.
+      reply.raw.once('close', () => m.uploadsInFlight.dec());
+    }
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
     const endpoint = endpointOf(request.url);
     const start = started.get(request);
-    if (request.method === 'PUT') m.uploadsInFlight.dec();
     m.requests.inc({ method: request.method, endpoint, status: String(reply.statusCode) });
     if (start !== undefined) {
       m.duration.observe(

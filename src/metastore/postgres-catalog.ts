@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { BlobCatalog, BlobDamage, BlobRecord, Miscount, Page, StoreTotals } from './port.js';
-import { type BlobRow, blobRecord } from './rows.js';
+import { type BlobRow, blobRecord, storeTotals, type TotalsRow } from './rows.js';
 
 /** The blob columns every query here reads. */
 const BLOB = 'hash, refcount, logical_size, stored_size, zero_since, damage';
@@ -147,13 +147,7 @@ export class PostgresCatalog implements BlobCatalog {
   }
 
   async keptTotals(): Promise<StoreTotals> {
-    const { rows } = await this.query<{
-      files: number;
-      logical: number;
-      blobs: number;
-      unique_logical: number;
-      stored: number;
-    }>(
+    const { rows } = await this.query<TotalsRow>(
       'reading the kept totals',
       // Folds the differences the trigger appended into the one totals row,
       // and answers with the result. Two readers at once: the second's DELETE
@@ -175,24 +169,11 @@ export class PostgresCatalog implements BlobCatalog {
        RETURNING t.files::bigint AS files, t.logical_bytes::bigint AS logical, t.blobs::bigint AS blobs,
                  t.unique_logical_bytes::bigint AS unique_logical, t.stored_bytes::bigint AS stored`,
     );
-    const row = rows[0];
-    return {
-      files: Number(row?.files ?? 0),
-      logicalBytes: Number(row?.logical ?? 0),
-      blobs: Number(row?.blobs ?? 0),
-      uniqueLogicalBytes: Number(row?.unique_logical ?? 0),
-      storedBytes: Number(row?.stored ?? 0),
-    };
+    return storeTotals(rows[0]);
   }
 
   async totals(): Promise<StoreTotals> {
-    const { rows } = await this.query<{
-      files: number;
-      logical: number;
-      blobs: number;
-      unique_logical: number;
-      stored: number;
-    }>(
+    const { rows } = await this.query<TotalsRow>(
       'adding up the store',
       // Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join.
       `SELECT coalesce(sum(refcount), 0)::bigint AS files,
@@ -202,13 +183,6 @@ export class PostgresCatalog implements BlobCatalog {
               coalesce(sum(stored_size), 0)::bigint AS stored
          FROM blobs`,
     );
-    const row = rows[0];
-    return {
-      files: row?.files ?? 0,
-      logicalBytes: row?.logical ?? 0,
-      blobs: row?.blobs ?? 0,
-      uniqueLogicalBytes: row?.unique_logical ?? 0,
-      storedBytes: row?.stored ?? 0,
-    };
+    return storeTotals(rows[0]);
   }
 }

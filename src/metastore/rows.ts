@@ -1,4 +1,4 @@
-import type { BlobDamage, BlobRecord, FileRecord } from './port.js';
+import type { BlobDamage, BlobRecord, FileRecord, StoreTotals } from './port.js';
 
 /**
  * Rows as both SQL stores read them (same column names in SQLite and
@@ -39,5 +39,25 @@ export function blobRecord(row: BlobRow): BlobRecord {
     storedSize: row.stored_size,
     zeroSince: row.zero_since,
     damage: row.damage,
+  };
+}
+
+/** The store's totals as both stores' queries name them (added up or kept). */
+export interface TotalsRow {
+  files: number | string;
+  logical: number | string;
+  blobs: number | string;
+  unique_logical: number | string;
+  stored: number | string;
+}
+
+/** An empty store has no row to add up; PostgreSQL may hand bigints over as strings. */
+export function storeTotals(row: TotalsRow | undefined): StoreTotals {
+  return {
+    files: Number(row?.files ?? 0),
+    logicalBytes: Number(row?.logical ?? 0),
+    blobs: Number(row?.blobs ?? 0),
+    uniqueLogicalBytes: Number(row?.unique_logical ?? 0),
+    storedBytes: Number(row?.stored ?? 0),
   };
 }

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { BlobCatalog, BlobDamage, BlobRecord, Miscount, Page, StoreTotals } from './port.js';
-import { type BlobRow, blobRecord } from './rows.js';
+import { type BlobRow, blobRecord, storeTotals, type TotalsRow } from './rows.js';
 
 /** The blob columns every query here reads. */
 const BLOB = 'hash, refcount, logical_size, stored_size, zero_since, damage';
@@ -67,26 +67,12 @@ export class SqliteCatalog implements BlobCatalog {
       ),
       dropFiles: db.prepare<[string]>('DELETE FROM files WHERE hash = ?'),
       dropBlob: db.prepare<[string]>('DELETE FROM blobs WHERE hash = ?'),
-      keptTotals: db.prepare<
-        [],
-        {
-          files: number;
-          logical_bytes: number;
-          blobs: number;
-          unique_logical_bytes: number;
-          stored_bytes: number;
-        }
-      >('SELECT files, logical_bytes, blobs, unique_logical_bytes, stored_bytes FROM store_totals'),
-      totals: db.prepare<
-        [],
-        {
-          files: number;
-          logical: number;
-          blobs: number;
-          unique_logical: number;
-          stored: number;
-        }
-      >(
+      keptTotals: db.prepare<[], TotalsRow>(
+        `SELECT files, logical_bytes AS logical, blobs, unique_logical_bytes AS unique_logical,
+                stored_bytes AS stored
+           FROM store_totals`,
+      ),
+      totals: db.prepare<[], TotalsRow>(
         // Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join.
         `SELECT coalesce(sum(refcount), 0) AS files,
                 coalesce(sum(refcount * logical_size), 0) AS logical,
@@ -179,24 +165,10 @@ export class SqliteCatalog implements BlobCatalog {
   }
 
   async keptTotals(): Promise<StoreTotals> {
-    const row = await this.read(() => this.q.keptTotals.get());
-    return {
-      files: row?.files ?? 0,
-      logicalBytes: row?.logical_bytes ?? 0,
-      blobs: row?.blobs ?? 0,
-      uniqueLogicalBytes: row?.unique_logical_bytes ?? 0,
-      storedBytes: row?.stored_bytes ?? 0,
-    };
+    return storeTotals(await this.read(() => this.q.keptTotals.get()));
   }
 
   async totals(): Promise<StoreTotals> {
-    const row = await this.read(() => this.q.totals.get());
-    return {
-      files: row?.files ?? 0,
-      logicalBytes: row?.logical ?? 0,
-      blobs: row?.blobs ?? 0,
-      uniqueLogicalBytes: row?.unique_logical ?? 0,
-      storedBytes: row?.stored ?? 0,
-    };
+    return storeTotals(await this.read(() => this.q.totals.get()));
   }
 }

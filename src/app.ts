@@ -13,6 +13,7 @@ import { registerHttpMetrics } from './protocol/http-metrics.js';
 import { keepConnectionsWaitingOnUs } from './protocol/idle.js';
 import { registerMetricsRoute } from './protocol/metrics.js';
 import { notFoundHandler, registerFiletrackerRoutes } from './protocol/routes.js';
+import { registerStatusPage } from './protocol/ui.js';
 import type { GcPacer } from './runtime/gc-pacer.js';
 
 export interface AppDeps {
@@ -88,7 +89,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerFiletrackerRoutes(app, deps.service, '');
   registerFiletrackerRoutes(app, deps.service, 'ft');
 
-  if (deps.metrics) registerMetricsRoute(app, deps.metrics.registry);
+  if (deps.metrics) {
+    registerMetricsRoute(app, deps.metrics.registry);
+    registerStatusPage(app);
+  }
   registerHealthRoute(app, {
     database: () => deps.meta.check(),
     // Blobs live in the store, uploads pass through TEMP_DIR: both are storage.

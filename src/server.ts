@@ -6,12 +6,14 @@ import { scheduleCleaner } from './cleaner/schedule.js';
 import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
 import { SPILL_KIND } from './dedup/spill.js';
+import { timedLocks } from './locks/metrics.js';
 import { LiveMigration } from './migration/live.js';
 import { migrate } from './migration/migrate.js';
 import type { OldStore } from './migration/source.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { processGcPacer } from './runtime/gc-pacer.js';
+import { registerGcPacerMetrics } from './runtime/metrics.js';
 import { registerStoreMetrics } from './stats/metrics.js';
 import { removeOrphanedTempFiles } from './tempfiles.js';
 
@@ -63,13 +65,16 @@ export async function startServer(
   const orphans = await removeOrphanedTempFiles(config.TEMP_DIR, SPILL_KIND);
   if (orphans > 0)
     logger.info({ orphans, dir: config.TEMP_DIR }, 'removed spill files left by a crashed process');
-  const backends = await openBackends(config, logger);
+  const metrics = new Metrics();
+  const opened = await openBackends(config, logger);
+  // Every lock the server takes (requests, migration, cleaner) is timed.
+  const backends: Backends = { ...opened, locks: timedLocks(opened.locks, metrics.lockWait) };
   const gcPacer = processGcPacer();
+  registerGcPacerMetrics(metrics.registry, gcPacer);
   if (!gcPacer.enabled)
     logger.warn(
       'no gc() to pace collections with: large transfers will peak higher in memory, see docs/memory.md',
     );
-  const metrics = new Metrics();
   registerStoreMetrics(metrics.registry, backends.meta);
   // Reading the kept totals folds PostgreSQL's pending changes in: done every
   // minute too, so they do not pile up where nothing scrapes /metrics.

@@ -1,6 +1,7 @@
-import { Registry } from 'prom-client';
+import { type Histogram, Registry } from 'prom-client';
 import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
 import { type DedupMetrics, dedupMetrics } from '../dedup/metrics.js';
+import { lockWaitHistogram } from '../locks/metrics.js';
 import { type MigrationMetrics, migrationMetrics } from '../migration/metrics.js';
 import { type HttpMetrics, httpMetrics } from '../protocol/http-metrics.js';
 
@@ -14,4 +15,5 @@ export class Metrics {
   readonly migration: MigrationMetrics = migrationMetrics(this.registry);
   readonly http: HttpMetrics = httpMetrics(this.registry);
   readonly dedup: DedupMetrics = dedupMetrics(this.registry);
+  readonly lockWait: Histogram<'kind'> = lockWaitHistogram(this.registry);
 }

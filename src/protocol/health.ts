@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpErrorOf } from './errors.js';
 
 /** A cheap probe of one dependency: resolves when it works, throws why it does not. */
@@ -13,7 +13,8 @@ export function registerHealthRoute(
   probes: { database: Probe; storage: Probe },
 ): void {
   const started = Date.now();
-  app.get('/health', async (_request, reply) => {
+  // Also under /ft, like every other route, so the status page at /ft/ui/ finds it.
+  const health = async (_request: FastifyRequest, reply: FastifyReply) => {
     const run = async (probe: Probe) => {
       try {
         await probe();
@@ -30,5 +31,7 @@ export function registerHealthRoute(
       uptime_seconds: Math.floor((Date.now() - started) / 1000),
       checks: { database, storage },
     });
-  });
+  };
+  app.get('/health', health);
+  app.get('/ft/health', health);
 }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { answeredError } from './errors.js';
@@ -7,13 +8,30 @@ export interface HttpMetrics {
   requests: Counter<'method' | 'endpoint' | 'status'>;
   duration: Histogram<'method' | 'endpoint'>;
   uploadsInFlight: Gauge;
+  /** Uploads in flight and their sockets' byte counts when they began (read by s3dedup_upload_bytes_in_flight). */
+  uploads: Map<FastifyRequest, { socket: Socket; start: number }>;
   checksumRejections: Counter<'reason'>;
   backendErrors: Counter<'backend'>;
 }
 
 export function httpMetrics(registry: Registry): HttpMetrics {
   const registers = [registry];
+  const uploads = new Map<FastifyRequest, { socket: Socket; start: number }>();
+  // Summed at scrape time from the sockets' own counters: nothing per chunk.
+  // The read that brought a request's headers may have brought up to 64 KiB
+  // of its body too, which is not counted: a small undercount per upload.
+  new Gauge({
+    name: 's3dedup_upload_bytes_in_flight',
+    help: 'Bytes read so far from the connections of the PUT requests in flight, after the read that carried the headers',
+    registers,
+    collect() {
+      let sum = 0;
+      for (const { socket, start } of uploads.values()) sum += socket.bytesRead - start;
+      this.set(sum);
+    },
+  });
   return {
+    uploads,
     requests: new Counter({
       name: 's3dedup_http_requests_total',
       help: 'HTTP requests answered, by method, endpoint (files, list, version, health, metrics, ui, other) and status',
@@ -61,8 +79,13 @@ export function registerHttpMetrics(app: FastifyInstance, m: HttpMetrics): void 
     started.set(request, process.hrtime.bigint());
     if (request.method === 'PUT') {
       m.uploadsInFlight.inc();
+      const socket = request.raw.socket;
+      m.uploads.set(request, { socket, start: socket.bytesRead });
       // 'close' comes whether the answer was sent or the client went away.
-      reply.raw.once('close', () => m.uploadsInFlight.dec());
+      reply.raw.once('close', () => {
+        m.uploadsInFlight.dec();
+        m.uploads.delete(request);
+      });
     }
     done();
   });

@@ -45,7 +45,7 @@ export class GcPacer {
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private floor = Number.POSITIVE_INFINITY;
-  /** Collections run so far (for tests). */
+  /** Collections run so far (s3dedup_gc_pacer_collections_total). */
   collections = 0;
 
   constructor(options: GcPacerOptions) {

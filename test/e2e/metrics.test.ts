@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Deployment, deployment } from '../support/deployment.js';
@@ -72,6 +73,37 @@ describe('metrics', () => {
       await value('s3dedup_http_request_duration_seconds_count', '{method="PUT",endpoint="files"}'),
     ).toBe(5);
     expect(await value('s3dedup_uploads_in_flight')).toBe(0);
+    // Each stored PUT took its path lock once; refused ones never got that far.
+    expect(await value('s3dedup_lock_wait_seconds_count', '{kind="path"}')).toBe(3);
+  });
+
+  it('counts the bytes of uploads in flight while they arrive, and the collections paced meanwhile', async () => {
+    // The test before left TEMP_DIR a regular file: a folder again, for this spilling upload.
+    await rm(join(dir.path, 'tmp'), { force: true });
+    await mkdir(join(dir.path, 'tmp'));
+    const before = await value('s3dedup_gc_pacer_collections_total');
+    const req = request(`${server.url}/files/m/slow?${pyVersionQuery(V)}`, { method: 'PUT' });
+    const answered = new Promise<number>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+    });
+    req.write(randomBytes(2 * 1024 * 1024));
+    // All but the first read (which carried the headers, up to 64 KiB) is counted.
+    await expect
+      .poll(() => value('s3dedup_upload_bytes_in_flight'), { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(2 * 1024 * 1024 - 64 * 1024);
+    expect(await value('s3dedup_upload_bytes_in_flight')).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(await value('s3dedup_uploads_in_flight')).toBe(1);
+    for (let i = 0; i < 11; i++) req.write(randomBytes(2 * 1024 * 1024));
+    req.end();
+    expect(await answered).toBe(200);
+    expect(await value('s3dedup_upload_bytes_in_flight')).toBe(0);
+    expect(await value('s3dedup_uploads_in_flight')).toBe(0);
+    // 24 MiB of fresh buffers: the pacer (4 MiB steps) ran minor collections.
+    expect(await value('s3dedup_gc_pacer_collections_total')).toBeGreaterThan(before);
   });
 
   it('the same samples at /ft/metrics and as JSON at /metrics/json and /ft/metrics/json', async () => {
@@ -95,6 +127,9 @@ describe('metrics', () => {
         's3dedup_checksum_rejections_total',
         's3dedup_backend_errors_total',
         's3dedup_uploads_in_flight',
+        's3dedup_upload_bytes_in_flight',
+        's3dedup_lock_wait_seconds',
+        's3dedup_gc_pacer_collections_total',
         's3dedup_cleaner_runs_total',
         's3dedup_migration_files_total',
         's3dedup_filetracker_fallbacks_total',

@@ -16,7 +16,7 @@ const FILES = {
 // The browser itself refuses anything from elsewhere: the page runs on
 // internal networks and must not depend on, or leak to, outside hosts.
 const POLICY =
-  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 // src/protocol/ui.ts and dist/protocol/ui.js are both two folders below the package root.
 const UI_DIR = new URL('../../ui/', import.meta.url);

@@ -114,7 +114,13 @@ function settleUnreadBody(request: FastifyRequest, reply: FastifyReply): void {
   // Flowing with no 'data' listener: every byte that arrives is dropped.
   raw.resume();
   lingerIfClosing(raw, reply.raw);
-  const length = Number(raw.headers['content-length']);
+  // RFC 9112 §6.3: a request without Transfer-Encoding or Content-Length has
+  // no body. Such a request answered at once (a 404, a static file) is not yet
+  // `complete` when its answer goes out, and must keep its connection.
+  const length =
+    raw.headers['transfer-encoding'] !== undefined
+      ? Number.NaN
+      : Number(raw.headers['content-length'] ?? 0);
   const unread = Number.isSafeInteger(length) ? length - (state?.received ?? 0) : Infinity;
   if (unread > DRAIN_LIMIT) reply.header('connection', 'close');
 }

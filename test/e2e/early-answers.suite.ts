@@ -132,6 +132,24 @@ export function earlyAnswersSuite(profile: BackendProfile): void {
       await nextRequestAnswered();
     });
 
+    it('requests with no body and no Content-Length (as browsers send GET), answered at once: the connection stays', async () => {
+      // A 404, a 405 and the status page's files are answered before Node has
+      // marked such a request complete; none of them may close the connection.
+      for (const [method, path, status] of [
+        ['GET', '/nothing/here', 404],
+        ['POST', '/version', 405],
+        ['GET', '/ui/status.css', 200],
+        ['GET', '/files/kept', 200],
+      ] as const) {
+        await conn.send(method, path, { host: 'localhost' }, Buffer.alloc(0));
+        const res = await conn.read();
+        expect(res.status, path).toBe(status);
+        expect(res.headers.connection, path).not.toBe('close');
+      }
+      await nextRequestAnswered();
+      expect(conn.closedByServer).toBe(false);
+    });
+
     it(`past ${DRAIN_LIMIT / 2 ** 20} MiB unread: the answer says close, the client still gets it whole`, async () => {
       const res = await conn.exchange('PUT', `/files/refused?${pyVersionQuery(OLDER)}`, {
         headers: { 'sha256-checksum': 'xyz' },

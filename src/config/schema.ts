@@ -153,7 +153,7 @@ export const VARIABLES = {
   LOG_LEVEL: {
     schema: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const),
     default: 'info',
-    doc: 'log level',
+    doc: 'trace, debug, info, warn or error',
   },
   LOG_JSON: {
     schema: boolean,
@@ -170,7 +170,7 @@ export const VARIABLES = {
   KVSTORAGE_TYPE: {
     schema: oneOf(['sqlite', 'postgres'] as const),
     default: 'sqlite',
-    doc: 'metadata store',
+    doc: 'metadata store: sqlite (one instance) or postgres',
   },
   SQLITE_PATH: {
     schema: text,
@@ -205,11 +205,11 @@ export const VARIABLES = {
   LOCKS_TYPE: {
     schema: oneOf(['memory', 'postgres'] as const),
     default: 'memory',
-    doc: 'lock manager',
+    doc: 'locks: memory (one instance) or postgres (advisory locks; needed for several instances)',
   },
   STORAGE_TYPE: {
     schema: oneOf(['s3', 'filesystem'] as const),
-    doc: 'blob store; defaults to s3 when S3_ENDPOINT is set, filesystem otherwise',
+    doc: 'blob store: s3 or filesystem; s3 when S3_ENDPOINT is set, filesystem otherwise',
   },
   STORAGE_PATH: {
     schema: text,

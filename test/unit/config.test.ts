@@ -258,15 +258,6 @@ describe('configuration', () => {
   });
 });
 
-describe('documentation', () => {
-  it('the README documents every variable', async () => {
-    const { readFileSync } = await import('node:fs');
-    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    for (const name of VARIABLE_NAMES)
-      expect(readme, name).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|`));
-  });
-});
-
 describe('TRUSTED_PROXIES', () => {
   it('takes addresses, CIDR ranges and named ranges; refuses anything else with the entry named', () => {
     const ok = loadConfig({

@@ -108,6 +108,14 @@ function describe(r: FsckReport): string {
     lines.push(`${r.orphanObjects} objects without metadata, older than CLEANER_GRACE`);
   if (r.orphanRows > 0) lines.push(`${r.orphanRows} unreferenced blobs whose object is gone`);
   if (r.orphansRemoved > 0) lines.push(`${r.orphansRemoved} orphans removed`);
+  if (r.totalsDrift) {
+    const { kept, counted, repaired } = r.totalsDrift;
+    const figures = (t: typeof kept) =>
+      `${t.files} files, ${t.blobs} blobs, ${t.logicalBytes} logical bytes, ${t.storedBytes} stored bytes`;
+    lines.push(
+      `totals kept for /metrics (${figures(kept)}) differ from the blob rows (${figures(counted)})${repaired ? '; set again' : ''}`,
+    );
+  }
   const v = verdict(r);
   lines.push(
     v === 'consistent'

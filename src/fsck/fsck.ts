@@ -5,7 +5,7 @@ import { createGunzip } from 'node:zlib';
 import type { BlobListing, BlobStore } from '../blobstore/port.js';
 import { blobKey, hashOfKey } from '../dedup/keys.js';
 import type { LockManager } from '../locks/port.js';
-import type { BlobRecord, MetaStore, Miscount } from '../metastore/port.js';
+import type { BlobRecord, MetaStore, Miscount, StoreTotals } from '../metastore/port.js';
 
 export interface FsckOptions {
   meta: MetaStore;
@@ -53,6 +53,11 @@ export interface FsckReport {
   orphanRows: number;
   /** Orphan objects and rows removed (--repair). */
   orphansRemoved: number;
+  /**
+   * The totals the database keeps for /metrics, when they differ from the
+   * blob rows added up in the same snapshot (set again with --repair).
+   */
+  totalsDrift: { kept: StoreTotals; counted: StoreTotals; repaired: boolean } | null;
 }
 
 /** What the report means for an operator (and the exit code). */
@@ -61,9 +66,12 @@ export function verdict(r: FsckReport): 'consistent' | 'repaired' | 'inconsisten
   const open =
     r.miscounted.some((m) => !m.repaired) ||
     r.sizeMismatches.some((m) => !m.repaired) ||
-    r.orphanObjects + r.orphanRows > r.orphansRemoved;
+    r.orphanObjects + r.orphanRows > r.orphansRemoved ||
+    (r.totalsDrift !== null && !r.totalsDrift.repaired);
   if (open) return 'inconsistent';
-  const any = r.miscounted.length + r.sizeMismatches.length + r.orphanObjects + r.orphanRows > 0;
+  const any =
+    r.miscounted.length + r.sizeMismatches.length + r.orphanObjects + r.orphanRows > 0 ||
+    r.totalsDrift !== null;
   return any ? 'repaired' : 'consistent';
 }
 
@@ -105,6 +113,7 @@ export class Fsck {
       orphanObjects: 0,
       orphanRows: 0,
       orphansRemoved: 0,
+      totalsDrift: null,
     };
     const cutoff = this.now() - this.o.graceMs;
     const rows = this.rows(report);
@@ -138,7 +147,22 @@ export class Fsck {
       }
     }
     await this.verifyAll(deep, report);
+    // Last, after the repairs above, whose row changes the kept totals follow.
+    await this.checkTotals(report);
     return report;
+  }
+
+  /** The kept totals (/metrics) against the blob rows, read in one snapshot. */
+  private async checkTotals(report: FsckReport): Promise<void> {
+    const { kept, counted } = await this.o.meta.totalsBothWays();
+    const keys = Object.keys(counted) as Array<keyof StoreTotals>;
+    if (keys.every((k) => kept[k] === counted[k])) return;
+    let repaired = false;
+    if (this.o.repair) {
+      await this.o.meta.resetKeptTotals();
+      repaired = true;
+    }
+    report.totalsDrift = { kept, counted, repaired };
   }
 
   /** Blob rows by hash, page by page, counts checked a page at a time. */

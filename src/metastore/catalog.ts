@@ -22,4 +22,6 @@ export abstract class CatalogForwarder implements BlobCatalog {
   dropBlob: BlobCatalog['dropBlob'] = (h) => this.catalog.dropBlob(h);
   totals: BlobCatalog['totals'] = () => this.catalog.totals();
   keptTotals: BlobCatalog['keptTotals'] = () => this.catalog.keptTotals();
+  totalsBothWays: BlobCatalog['totalsBothWays'] = () => this.catalog.totalsBothWays();
+  resetKeptTotals: BlobCatalog['resetKeptTotals'] = () => this.catalog.resetKeptTotals();
 }

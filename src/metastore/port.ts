@@ -158,6 +158,16 @@ export interface BlobCatalog {
    * every /metrics scrape, and right with several instances on one database.
    */
   keptTotals(): Promise<StoreTotals>;
+
+  /**
+   * The kept totals and the added-up ones, read in one snapshot, so that they
+   * agree however many writes go on meanwhile unless the kept ones drifted
+   * (fsck). Slow: adds up every blob row.
+   */
+  totalsBothWays(): Promise<{ kept: StoreTotals; counted: StoreTotals }>;
+
+  /** Sets the kept totals to the added-up ones (fsck --repair); writers wait meanwhile. */
+  resetKeptTotals(): Promise<void>;
 }
 
 export interface Page {

@@ -2,6 +2,14 @@ import type pg from 'pg';
 import type { BlobCatalog, BlobDamage, BlobRecord, Miscount, Page, StoreTotals } from './port.js';
 import { type BlobRow, blobRecord, storeTotals, type TotalsRow } from './rows.js';
 
+/** The store's totals added up from the blob rows. Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join. */
+const ADD_UP = `SELECT coalesce(sum(refcount), 0)::bigint AS files,
+        coalesce(sum(refcount * logical_size), 0)::bigint AS logical,
+        count(*)::bigint AS blobs,
+        coalesce(sum(logical_size) FILTER (WHERE refcount > 0), 0)::bigint AS unique_logical,
+        coalesce(sum(stored_size), 0)::bigint AS stored
+   FROM blobs`;
+
 /** The blob columns every query here reads. */
 const BLOB = 'hash, refcount, logical_size, stored_size, zero_since, damage';
 
@@ -173,16 +181,41 @@ export class PostgresCatalog implements BlobCatalog {
   }
 
   async totals(): Promise<StoreTotals> {
-    const { rows } = await this.query<TotalsRow>(
-      'adding up the store',
-      // Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join.
-      `SELECT coalesce(sum(refcount), 0)::bigint AS files,
-              coalesce(sum(refcount * logical_size), 0)::bigint AS logical,
-              count(*)::bigint AS blobs,
-              coalesce(sum(logical_size) FILTER (WHERE refcount > 0), 0)::bigint AS unique_logical,
-              coalesce(sum(stored_size), 0)::bigint AS stored
-         FROM blobs`,
-    );
+    const { rows } = await this.query<TotalsRow>('adding up the store', ADD_UP);
     return storeTotals(rows[0]);
+  }
+
+  totalsBothWays(): Promise<{ kept: StoreTotals; counted: StoreTotals }> {
+    return this.transaction('comparing the kept totals', async (c) => {
+      // One snapshot for both: the trigger writes its change rows in the
+      // transactions that change the blobs, so they agree unless drifted.
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const kept = await c.query<TotalsRow>(
+        `SELECT t.files + coalesce(sum(d.files), 0) AS files,
+                t.logical_bytes + coalesce(sum(d.logical_bytes), 0) AS logical,
+                t.blobs + coalesce(sum(d.blobs), 0) AS blobs,
+                t.unique_logical_bytes + coalesce(sum(d.unique_logical_bytes), 0) AS unique_logical,
+                t.stored_bytes + coalesce(sum(d.stored_bytes), 0) AS stored
+           FROM store_totals t LEFT JOIN store_total_changes d ON true
+          GROUP BY t.files, t.logical_bytes, t.blobs, t.unique_logical_bytes, t.stored_bytes`,
+      );
+      const counted = await c.query<TotalsRow>(ADD_UP);
+      return { kept: storeTotals(kept.rows[0]), counted: storeTotals(counted.rows[0]) };
+    });
+  }
+
+  async resetKeptTotals(): Promise<void> {
+    await this.transaction('resetting the kept totals', async (c) => {
+      // SHARE conflicts with the writers' ROW EXCLUSIVE: no blob row changes
+      // (and no change row is appended) until the new totals are in.
+      await c.query('LOCK TABLE blobs IN SHARE MODE');
+      await c.query('DELETE FROM store_total_changes');
+      await c.query(
+        `UPDATE store_totals t
+            SET files = s.files, logical_bytes = s.logical, blobs = s.blobs,
+                unique_logical_bytes = s.unique_logical, stored_bytes = s.stored
+           FROM (${ADD_UP}) s`,
+      );
+    });
   }
 }

@@ -2,6 +2,14 @@ import type Database from 'better-sqlite3';
 import type { BlobCatalog, BlobDamage, BlobRecord, Miscount, Page, StoreTotals } from './port.js';
 import { type BlobRow, blobRecord, storeTotals, type TotalsRow } from './rows.js';
 
+/** The store's totals added up from the blob rows. Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join. */
+const ADD_UP = `SELECT coalesce(sum(refcount), 0) AS files,
+        coalesce(sum(refcount * logical_size), 0) AS logical,
+        count(*) AS blobs,
+        coalesce(sum(CASE WHEN refcount > 0 THEN logical_size ELSE 0 END), 0) AS unique_logical,
+        coalesce(sum(stored_size), 0) AS stored
+   FROM blobs`;
+
 /** The blob columns every query here reads. */
 const BLOB = 'hash, refcount, logical_size, stored_size, zero_since, damage';
 
@@ -72,16 +80,14 @@ export class SqliteCatalog implements BlobCatalog {
                 stored_bytes AS stored
            FROM store_totals`,
       ),
-      totals: db.prepare<[], TotalsRow>(
-        // Counts are exact (SPEC §3), so the paths' bytes are refcount x size: no join.
-        `SELECT coalesce(sum(refcount), 0) AS files,
-                coalesce(sum(refcount * logical_size), 0) AS logical,
-                count(*) AS blobs,
-                coalesce(sum(CASE WHEN refcount > 0 THEN logical_size ELSE 0 END), 0) AS unique_logical,
-                coalesce(sum(stored_size), 0) AS stored
-           FROM blobs`,
+      totals: db.prepare<[], TotalsRow>(ADD_UP),
+      resetKept: db.prepare(
+        `UPDATE store_totals
+            SET (files, logical_bytes, blobs, unique_logical_bytes, stored_bytes) =
+                (SELECT files, logical, blobs, unique_logical, stored FROM (${ADD_UP}))`,
       ),
     };
+    this.bothTx = db.transaction(() => [this.q.keptTotals.get(), this.q.totals.get()] as const);
     this.dropTx = db.transaction((hash: string) => {
       const removed = this.q.dropFiles.run(hash).changes;
       this.q.dropBlob.run(hash);
@@ -95,6 +101,7 @@ export class SqliteCatalog implements BlobCatalog {
     );
   }
 
+  private readonly bothTx;
   private readonly dropTx;
   private readonly deleteTx;
 
@@ -170,5 +177,15 @@ export class SqliteCatalog implements BlobCatalog {
 
   async totals(): Promise<StoreTotals> {
     return storeTotals(await this.read(() => this.q.totals.get()));
+  }
+
+  async totalsBothWays(): Promise<{ kept: StoreTotals; counted: StoreTotals }> {
+    // One read transaction: one snapshot, whatever another process writes.
+    const [kept, counted] = await this.read(() => this.bothTx());
+    return { kept: storeTotals(kept), counted: storeTotals(counted) };
+  }
+
+  async resetKeptTotals(): Promise<void> {
+    await this.write(() => this.q.resetKept.run());
   }
 }

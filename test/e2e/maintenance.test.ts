@@ -123,6 +123,24 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     await consistent();
   });
 
+  it('totals kept for /metrics that drifted from the blob rows: exit 1, set again by --repair', async () => {
+    await files(2);
+    await execSql(
+      stores.meta,
+      'UPDATE store_totals SET files = files + 5, stored_bytes = stored_bytes - 7',
+    );
+    const run = await cli(['fsck']);
+    expect(run.code, run.output).toBe(1);
+    expect(run.stdout).toMatch(
+      /totals kept for \/metrics \(\d+ files.*\) differ from the blob rows/,
+    );
+    const repaired = await repair();
+    expect(repaired.code, repaired.output).toBe(0);
+    expect(repaired.stdout).toContain('set again');
+    expect(await stores.meta.keptTotals()).toEqual(await stores.meta.totals());
+    await consistent();
+  });
+
   it('the same content in other gzip bytes than recorded: exit 1, size corrected by --repair', async () => {
     const { content, paths } = await files(1, 50_000);
     const other = Buffer.concat([

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { BlobStore } from './blobstore/port.js';
 import type { Files } from './dedup/service.js';
-import { invalidPath } from './errors.js';
+import { invalidPath, shuttingDown } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -59,7 +59,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     requestTimeout: 0,
     connectionTimeout: deps.clientIdleTimeoutSeconds * 1000,
     keepAliveTimeout: 65_000,
-    return503OnClosing: true,
+    // Our own 503 while closing (below): Fastify's is JSON, not our error format.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // The router rejects undecodable URLs before any handler runs; answer in our error format.
     frameworkErrors: (err, request, reply) =>
@@ -77,6 +78,15 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   if (deps.accessLog) registerAccessLog(app);
   if (deps.metrics) registerHttpMetrics(app, deps.metrics.http);
+  // After SIGTERM, a request on a kept-alive connection is refused with 503
+  // (Fastify adds Connection: close), so the client retries elsewhere while
+  // the requests in flight finish.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', (_request, _reply, done) => done(closing ? shuttingDown() : undefined));
   keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
   settleUnreadBodies(app);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.

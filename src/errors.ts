@@ -87,6 +87,12 @@ export const tooLarge = (limit: number) =>
   );
 export const backendUnavailable = (backend: BackendKind, what: string, cause?: unknown) =>
   new AppError('BACKEND_UNAVAILABLE', `${backend} unavailable: ${what}`, { cause, backend });
+/** A request that arrived after SIGTERM, on a connection kept alive from before. */
+export const shuttingDown = () =>
+  new AppError(
+    'BACKEND_UNAVAILABLE',
+    'Server shutting down: retry the request (on another instance, or after the restart)',
+  );
 export const lockTimeout = (key: string, ms: number) =>
   new AppError('LOCK_TIMEOUT', `Timed out after ${ms} ms waiting for lock ${key}; retry later`, {
     backend: 'locks',

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VARIABLE_NAMES } from '../../src/config/schema.js';
 import { http, pyVersionQuery } from '../support/http.js';
 import { runCli, startServerProcess } from '../support/process.js';
+import { RawConnection } from '../support/raw-connection.js';
 import { makeTempDir } from '../support/tmp.js';
 
 describe('s3dedup command line', () => {
@@ -92,11 +93,36 @@ describe('s3dedup command line', () => {
       method: 'PUT',
       body,
     });
+    // On a keep-alive connection, a PUT whose body is half sent.
+    const kept = await RawConnection.open(server.url);
+    const keptBody = Buffer.alloc(2048, 3);
+    await kept.send(
+      'PUT',
+      `/files/kept?${pyVersionQuery(1)}`,
+      { host: 'localhost', 'content-length': String(keptBody.length) },
+      keptBody.subarray(0, 1024),
+    );
     while (!sendRest) await sleep(10);
     await sleep(100);
     const exited = server.stop('SIGTERM');
     await sleep(200);
     await expect(http(`${server.url}/version`)).rejects.toThrow();
+    // The rest of that body with a request pipelined behind it: the PUT in
+    // flight is finished, the new request refused in the server's error
+    // format (not Fastify's JSON) and the connection closed.
+    await kept.sendRaw(
+      Buffer.concat([
+        keptBody.subarray(1024),
+        Buffer.from('GET /version HTTP/1.1\r\nhost: localhost\r\n\r\n'),
+      ]),
+    );
+    expect((await kept.read()).status).toBe(200);
+    const late = await kept.read();
+    expect(late.status).toBe(503);
+    expect(late.headers['content-type']).toMatch(/^text\/plain/);
+    expect(late.headers['x-exception']).toMatch(/shutting down/);
+    expect(late.headers.connection).toBe('close');
+    kept.close();
     sendRest();
     const res = await upload;
     expect(res.statusCode).toBe(200);

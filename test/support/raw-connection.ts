@@ -90,6 +90,11 @@ export class RawConnection {
     }
   }
 
+  /** Writes bytes as they are: the rest of a body sent earlier, a pipelined request. */
+  sendRaw(bytes: Buffer): Promise<void> {
+    return this.write(bytes);
+  }
+
   private write(bytes: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.error) return reject(this.error);

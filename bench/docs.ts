@@ -55,8 +55,13 @@ ${Math.round(r.durationS)} s in all; ${verdict}
 - **Targets.** \`filesystem\`: s3dedup with blobs in a folder on the local
   disk. \`s3 (radosgw)\`: s3dedup with blobs in a bucket of the radosgw.
   **Baseline**: the same payloads PUT and GET directly to the same radosgw with
-  the AWS SDK, in the same run. Within a scenario the three go in an order
-  that rotates from run to run.
+  the AWS SDK, in the same run. \`nginx (plain file server)\`: Debian's nginx
+  on the same disk (\`dav_methods PUT DELETE\`, \`create_full_put_path on\`,
+  \`sendfile on\`, a \`/version\` location, \`worker_processes auto\`, access log
+  off), receiving and serving the same requests from the same client: the
+  filesystem store's reference, a server that stores the client's bytes
+  without checking or fsyncing them (scenarios a-c; "vs nginx" rows). Within
+  a scenario the targets go in an order that rotates from run to run.
 - **Requests** are shaped like the Python Filetracker client's: gzip level 9
   body, \`SHA256-Checksum\`, \`Logical-Size\`, \`last_modified\` as a
   urlencoded RFC 2822 date, python-requests' headers, keep-alive connections;
@@ -83,14 +88,14 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   PostgreSQL costs without radosgw's latency in every request. With three,
   request i goes to instance i mod 3 (as a load balancer would spread it), so
   files are often read through another instance than the one that wrote them.
-  CPU "s3dedup server" is then the three instances together, and peak RSS the
+  CPU "server" is then the three instances together, and peak RSS the
   largest of them. SPEC §9 sets no target for it.
 - **Memory**: peak RSS (VmHWM from \`/proc/PID/status\`) of the server
   process, which is restarted for every scenario so each peak is that
   scenario's own (warm-up included).
 - **Statistics**: medians of the ${config.runs} runs; a ratio is the median of
-  each run's value divided by that run's baseline (for latencies lower is
-  better). Counts that must always hold are shown for the worst run.
+  each run's value divided by that run's baseline, or nginx's in the "vs
+  nginx" rows (for latencies lower is better). Counts that must always hold are shown for the worst run.
 - After each scenario its bucket is emptied and deleted and radosgw's garbage
   collector is run; the benchmark checks that no object is left, so the
   in-memory cluster never holds more than one scenario's data.

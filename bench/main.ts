@@ -43,11 +43,17 @@ function log(line: string): void {
 /**
  * The stores a scenario runs against, in an order that rotates per run, so
  * none is always first or last. The PostgreSQL scenario compares one and
- * three instances; the others compare both stores with S3 used directly.
+ * three instances; the others compare both stores with S3 used directly,
+ * and the filesystem store with nginx serving the same disk (not the
+ * re-upload scenario: nginx does not deduplicate).
  */
 function targetOrder(scenario: ScenarioId, run: number): Store[] {
   const order: Store[] =
-    scenario === 'postgres' ? ['pg1', 'pg3', 'pg1-fs', 'pg3-fs'] : ['baseline', 'filesystem', 's3'];
+    scenario === 'postgres'
+      ? ['pg1', 'pg3', 'pg1-fs', 'pg3-fs']
+      : scenario === 'dedup'
+        ? ['baseline', 'filesystem', 's3']
+        : ['baseline', 'nginx', 'filesystem', 's3'];
   return order.map((_, i) => order[(i + run) % order.length] as Store);
 }
 

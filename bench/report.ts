@@ -13,6 +13,8 @@ interface RowSpec {
   scenario: ScenarioId;
   store: Exclude<Store, 'baseline'>;
   metric: Metric;
+  /** What the ratio is taken against: S3 used directly, unless nginx is named. */
+  against?: 'baseline' | 'nginx';
   /** Shown instead of the metric name (two rows may share a metric). */
   label?: string;
   /** The baseline's metric in the same scenario, when there is one to compare with. */
@@ -153,6 +155,27 @@ function rowSpecs(): RowSpec[] {
     }
     rows.push({ scenario: 'dedup', store, metric: METRIC.peakRss });
   }
+  // The filesystem store against nginx on the same disk (issue #14): what
+  // s3dedup's checks, durability and bookkeeping cost beside a server that
+  // only moves bytes. No target: the figures say where the time goes.
+  const vsNginx = (scenario: ScenarioId, metric: Metric, label: string): RowSpec => ({
+    scenario,
+    store: 'filesystem',
+    metric,
+    label,
+    baseline: metric,
+    against: 'nginx',
+  });
+  rows.push(
+    vsNginx('small', METRIC.putOps, 'PUT ops/s vs nginx'),
+    vsNginx('small', METRIC.getOps, 'GET ops/s vs nginx'),
+    vsNginx('small', METRIC.putP50, 'PUT p50 ms vs nginx'),
+    vsNginx('small', METRIC.getP50, 'GET p50 ms vs nginx'),
+    vsNginx('medium', METRIC.putMBs, 'PUT MB/s vs nginx'),
+    vsNginx('medium', METRIC.getMBs, 'GET MB/s vs nginx'),
+    vsNginx('large', METRIC.putMBs, 'PUT MB/s vs nginx'),
+    vsNginx('large', METRIC.getMBs, 'GET MB/s vs nginx'),
+  );
   // SPEC §9 sets no target here; the figures show what shared metadata and
   // locks cost, and what a second and third instance bring, on this machine.
   for (const store of ['pg1-fs', 'pg3-fs', 'pg1', 'pg3'] as const) {
@@ -248,7 +271,7 @@ export function buildRows(samples: Sample[], config: BenchConfig): Row[] {
     let baselineText = '-';
     let ratio = Number.NaN;
     if (spec.baseline) {
-      const base = valuesOf(spec.scenario, 'baseline', spec.baseline);
+      const base = valuesOf(spec.scenario, spec.against ?? 'baseline', spec.baseline);
       if (base.size > 0) {
         baselineText = format(median([...base.values()]), digits);
         // Each run's ratio against the baseline of the same run: drift between
@@ -303,7 +326,7 @@ export const CPU_TITLES = [
   'Phase',
   'Store',
   'bench client',
-  's3dedup server',
+  'server (s3dedup or nginx)',
   'radosgw',
   'ceph-osd',
   'whole machine',

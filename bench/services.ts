@@ -1,5 +1,14 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -251,6 +260,122 @@ export async function startServer(
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
+        const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timeout);
+      }
+      kill();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// nginx: the plain-file-server baseline
+
+export interface Nginx {
+  url: string;
+  /** The master and its workers, for CPU accounting. */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/** A port free now (nginx is told the port; it cannot report one it picked). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/**
+ * Debian's nginx (package nginx-light) as a plain file server over `dir`:
+ * WebDAV PUT and DELETE into files/, sendfile for GETs, a /version location,
+ * and every temporary file inside `dir` (so a PUT's body is renamed into
+ * place, on one filesystem). What a server that stores the client's bytes
+ * without checking or fsyncing them costs on this machine, in the same run.
+ */
+export async function startNginx(dir: string): Promise<Nginx> {
+  const port = await freePort();
+  for (const sub of ['www/files', 'body', 'logs']) mkdirSync(join(dir, sub), { recursive: true });
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `${process.getuid?.() === 0 ? 'user root root;' : ''}
+worker_processes auto;
+daemon off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'logs', 'error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  client_max_body_size 0;
+  client_body_temp_path ${join(dir, 'body')};
+  proxy_temp_path ${join(dir, 'body')};
+  fastcgi_temp_path ${join(dir, 'body')};
+  uwsgi_temp_path ${join(dir, 'body')};
+  scgi_temp_path ${join(dir, 'body')};
+  server {
+    listen 127.0.0.1:${port};
+    root ${join(dir, 'www')};
+    location /files/ {
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+      dav_access user:rw;
+    }
+    location = /version {
+      default_type application/json;
+      return 200 '{"protocol_versions": [2]}';
+    }
+  }
+}
+`,
+  );
+  const child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const kill = onCleanup(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}:\n${out}`);
+    const ok = await fetch(`${url}/version`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (i > 100) throw new Error(`nginx did not answer within 10 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const master = child.pid;
+  if (master === undefined) throw new Error('nginx has no pid');
+  return {
+    url,
+    pids: () => {
+      const children = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter((p) => p !== '')
+        .map(Number);
+      return [master, ...children];
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        // QUIT: finish what is in flight, then exit (workers too).
+        child.kill('SIGQUIT');
         const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
         await exited;
         clearTimeout(timeout);

@@ -4,17 +4,34 @@ import pg from 'pg';
 import type { BenchConfig } from './config.js';
 import { type CountingProxy, countingProxy } from './proxy.js';
 import { createBucket, dropBucket, uniqueBucket } from './s3.js';
-import { type Ceph, type Postgres, type ServerProcess, startServer, tempDir } from './services.js';
+import {
+  type Ceph,
+  type Postgres,
+  type ServerProcess,
+  startNginx,
+  startServer,
+  tempDir,
+} from './services.js';
 import { DirectS3Target, FiletrackerTarget, RoundRobinTarget, type Target } from './targets.js';
 
 /**
  * Where the files go: s3dedup on either store, or S3 directly (the baseline);
+ * `nginx`: a plain file server on the same disk (the filesystem store's
+ * reference: it stores and serves the client's bytes without checking them);
  * `pg1` / `pg3`: one or three s3dedup instances sharing PostgreSQL metadata
  * and locks and one S3 bucket (the multi-instance deployment); `pg1-fs` /
  * `pg3-fs` the same over one shared blob folder, which shows the cost of
  * PostgreSQL itself without radosgw's latency in every request.
  */
-export type Store = 'filesystem' | 's3' | 'baseline' | 'pg1' | 'pg3' | 'pg1-fs' | 'pg3-fs';
+export type Store =
+  | 'filesystem'
+  | 's3'
+  | 'baseline'
+  | 'nginx'
+  | 'pg1'
+  | 'pg3'
+  | 'pg1-fs'
+  | 'pg3-fs';
 
 /** The PostgreSQL stores: how many instances, over which blob store. */
 const POSTGRES_STORES: Partial<Record<Store, { instances: number; blobs: 'filesystem' | 's3' }>> = {
@@ -27,6 +44,7 @@ const POSTGRES_STORES: Partial<Record<Store, { instances: number; blobs: 'filesy
 /** How each store is named in the report. */
 export const STORE_LABELS: Record<Store, string> = {
   baseline: 'direct S3 (baseline)',
+  nginx: 'nginx (plain file server)',
   filesystem: 'filesystem',
   s3: 's3 (radosgw)',
   pg1: 'PostgreSQL + s3, 1 instance',
@@ -96,6 +114,26 @@ export async function openSubject(
       servers: [],
       pids: cephPids,
       close: () => giveBack(bucket),
+    };
+  }
+
+  if (store === 'nginx') {
+    const dir = tempDir(store);
+    const nginx = await startNginx(dir.path);
+    // WebDAV answers a PUT with 201 or 204; every other status is a failure.
+    const target = new FiletrackerTarget(nginx.url, deps.version, connections, (status) =>
+      [200, 201, 204].includes(status),
+    );
+    return {
+      store,
+      target,
+      servers: [],
+      pids: { server: nginx.pids() },
+      close: async () => {
+        await target.close();
+        await nginx.stop();
+        dir.remove();
+      },
     };
   }
 

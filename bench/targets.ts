@@ -62,6 +62,8 @@ export class FiletrackerTarget implements Target {
     readonly url: string,
     private readonly version: number,
     connections: number,
+    /** The statuses that mean done: s3dedup answers 200. */
+    private readonly succeeded: (status: number) => boolean = (status) => status === 200,
   ) {
     // Keep-alive connections, like a requests.Session per worker.
     this.pool = new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
@@ -76,7 +78,8 @@ export class FiletrackerTarget implements Target {
   ): Promise<void> {
     const query = method === 'PUT' ? `?${versionQuery(this.version)}` : '';
     const res = await this.pool.request({ method, path: `/files/${name}${query}`, headers, body });
-    if (res.statusCode !== 200) {
+    const done = method === 'GET' ? res.statusCode === 200 : this.succeeded(res.statusCode);
+    if (!done) {
       const text = await res.body.text();
       throw new Error(`${method} /files/${name}: HTTP ${res.statusCode} ${text}`);
     }

@@ -111,9 +111,9 @@ function describe(r: FsckReport): string {
   if (r.totalsDrift) {
     const { kept, counted, repaired } = r.totalsDrift;
     const figures = (t: typeof kept) =>
-      `${t.files} files, ${t.blobs} blobs, ${t.logicalBytes} logical bytes, ${t.storedBytes} stored bytes`;
+      `${t.files} files, ${t.blobs} blobs, ${t.logicalBytes} logical bytes, ${t.uniqueLogicalBytes} distinct logical bytes, ${t.storedBytes} stored bytes`;
     lines.push(
-      `totals kept for /metrics (${figures(kept)}) differ from the blob rows (${figures(counted)})${repaired ? '; set again' : ''}`,
+      `totals kept for /metrics (${figures(kept)}) differ from the blob rows (${figures(counted)})${repaired ? '; corrected' : ''}`,
     );
   }
   const v = verdict(r);

@@ -55,7 +55,7 @@ export interface FsckReport {
   orphansRemoved: number;
   /**
    * The totals the database keeps for /metrics, when they differ from the
-   * blob rows added up in the same snapshot (set again with --repair).
+   * blob rows added up in the same snapshot (corrected with --repair).
    */
   totalsDrift: { kept: StoreTotals; counted: StoreTotals; repaired: boolean } | null;
 }

@@ -166,7 +166,11 @@ export interface BlobCatalog {
    */
   totalsBothWays(): Promise<{ kept: StoreTotals; counted: StoreTotals }>;
 
-  /** Sets the kept totals to the added-up ones (fsck --repair); writers wait meanwhile. */
+  /**
+   * Corrects the kept totals by what they differ from the added-up ones in
+   * one snapshot (fsck --repair). PostgreSQL writers go on meanwhile; SQLite's
+   * do wait, as for any write, while the blob rows are added up.
+   */
   resetKeptTotals(): Promise<void>;
 }
 

@@ -187,35 +187,51 @@ export class PostgresCatalog implements BlobCatalog {
 
   totalsBothWays(): Promise<{ kept: StoreTotals; counted: StoreTotals }> {
     return this.transaction('comparing the kept totals', async (c) => {
-      // One snapshot for both: the trigger writes its change rows in the
-      // transactions that change the blobs, so they agree unless drifted.
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const kept = await c.query<TotalsRow>(
-        `SELECT t.files + coalesce(sum(d.files), 0) AS files,
-                t.logical_bytes + coalesce(sum(d.logical_bytes), 0) AS logical,
-                t.blobs + coalesce(sum(d.blobs), 0) AS blobs,
-                t.unique_logical_bytes + coalesce(sum(d.unique_logical_bytes), 0) AS unique_logical,
-                t.stored_bytes + coalesce(sum(d.stored_bytes), 0) AS stored
-           FROM store_totals t LEFT JOIN store_total_changes d ON true
-          GROUP BY t.files, t.logical_bytes, t.blobs, t.unique_logical_bytes, t.stored_bytes`,
-      );
-      const counted = await c.query<TotalsRow>(ADD_UP);
-      return { kept: storeTotals(kept.rows[0]), counted: storeTotals(counted.rows[0]) };
+      return this.bothWays(c);
     });
   }
 
   async resetKeptTotals(): Promise<void> {
-    await this.transaction('resetting the kept totals', async (c) => {
-      // SHARE conflicts with the writers' ROW EXCLUSIVE: no blob row changes
-      // (and no change row is appended) until the new totals are in.
-      await c.query('LOCK TABLE blobs IN SHARE MODE');
-      await c.query('DELETE FROM store_total_changes');
+    await this.transaction('correcting the kept totals', async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const { kept, counted } = await this.bothWays(c);
+      // The difference as of this snapshot, appended as one more change row:
+      // writes committed meanwhile are in rows of their own, and folding
+      // keeps store_totals + the change rows' sum unchanged. No lock: writers
+      // go on while the blob rows are added up.
       await c.query(
-        `UPDATE store_totals t
-            SET files = s.files, logical_bytes = s.logical, blobs = s.blobs,
-                unique_logical_bytes = s.unique_logical, stored_bytes = s.stored
-           FROM (${ADD_UP}) s`,
+        `INSERT INTO store_total_changes
+           (files, logical_bytes, blobs, unique_logical_bytes, stored_bytes)
+         VALUES ($1, $2, $3, $4, $5)`,
+        [
+          counted.files - kept.files,
+          counted.logicalBytes - kept.logicalBytes,
+          counted.blobs - kept.blobs,
+          counted.uniqueLogicalBytes - kept.uniqueLogicalBytes,
+          counted.storedBytes - kept.storedBytes,
+        ],
       );
     });
+  }
+
+  /**
+   * Both figures in the caller's REPEATABLE READ snapshot: the trigger writes
+   * its change rows in the transactions that change the blobs, so the two
+   * agree unless the kept ones drifted. Adds up every blob row (bounded by
+   * POSTGRES_QUERY_TIMEOUT, like every query).
+   */
+  private async bothWays(c: pg.PoolClient): Promise<{ kept: StoreTotals; counted: StoreTotals }> {
+    const kept = await c.query<TotalsRow>(
+      `SELECT t.files + coalesce(sum(d.files), 0) AS files,
+              t.logical_bytes + coalesce(sum(d.logical_bytes), 0) AS logical,
+              t.blobs + coalesce(sum(d.blobs), 0) AS blobs,
+              t.unique_logical_bytes + coalesce(sum(d.unique_logical_bytes), 0) AS unique_logical,
+              t.stored_bytes + coalesce(sum(d.stored_bytes), 0) AS stored
+         FROM store_totals t LEFT JOIN store_total_changes d ON true
+        GROUP BY t.files, t.logical_bytes, t.blobs, t.unique_logical_bytes, t.stored_bytes`,
+    );
+    const counted = await c.query<TotalsRow>(ADD_UP);
+    return { kept: storeTotals(kept.rows[0]), counted: storeTotals(counted.rows[0]) };
   }
 }

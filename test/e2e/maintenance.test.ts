@@ -123,7 +123,7 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     await consistent();
   });
 
-  it('totals kept for /metrics that drifted from the blob rows: exit 1, set again by --repair', async () => {
+  it('totals kept for /metrics that drifted from the blob rows: exit 1, corrected by --repair', async () => {
     await files(2);
     await execSql(
       stores.meta,
@@ -136,7 +136,7 @@ describe.each(['embedded', 'production'] as const)('fsck, cleanup and stats (%s)
     );
     const repaired = await repair();
     expect(repaired.code, repaired.output).toBe(0);
-    expect(repaired.stdout).toContain('set again');
+    expect(repaired.stdout).toContain('; corrected');
     expect(await stores.meta.keptTotals()).toEqual(await stores.meta.totals());
     await consistent();
   });

@@ -1,8 +1,23 @@
 // The status page (GET /ui/): polls ../metrics/json and ../health, keeps the
 // samples of the last minute and shows rates and latencies between the oldest
-// and the newest, as a Prometheus rate() over a one-minute range would. Plain
-// browser JavaScript with no dependencies, so the page needs nothing but this
-// server. Everything shown is written with textContent (no markup from data).
+// and the newest, as a Prometheus rate() over a one-minute range would (the
+// arithmetic is in metrics-math.js). Plain browser JavaScript modules with no
+// dependencies, so the page needs nothing but this server. Everything shown
+// is written with textContent (no markup from data).
+
+import {
+  byLabel,
+  bytes,
+  count,
+  duration,
+  increase,
+  listed,
+  perSecond,
+  quantile,
+  sampleOf,
+  total,
+  values,
+} from './metrics-math.js';
 
 const params = new URLSearchParams(location.search);
 /** Seconds between polls; ?refresh=N overrides (at least 0.5). */
@@ -12,109 +27,13 @@ const WINDOW_S = 60;
 /** Endpoints of the page and of monitoring, left out of the traffic figures. */
 const OWN_ENDPOINTS = new Set(['metrics', 'ui', 'health']);
 
-/** @type {{at: number, metrics: Map<string, Array<{labels: Record<string, string|number>, value: number, metricName?: string}>>}[]} */
+/** The samples of the last minute, from one instance (see sampleOf). */
 const samples = [];
 
 const $ = (id) => document.getElementById(id);
 const show = (id, text) => {
   $(id).textContent = text;
 };
-
-function count(n) {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—';
-}
-
-function bytes(n) {
-  if (!Number.isFinite(n)) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let value = n;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
-}
-
-function perSecond(n) {
-  if (!Number.isFinite(n)) return '—';
-  return `${n < 10 ? n.toFixed(2) : n.toFixed(0)}/s`;
-}
-
-function duration(seconds) {
-  if (!Number.isFinite(seconds)) return '—';
-  if (seconds < 1) return `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`;
-  if (seconds < 120) return `${seconds.toFixed(1)} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 172800) return `${(seconds / 3600).toFixed(1)} h`;
-  return `${(seconds / 86400).toFixed(1)} days`;
-}
-
-/** The values of one metric (by its metricName for histogram parts), filtered by labels. */
-function values(metrics, name, keep = () => true) {
-  const base = name.replace(/_(bucket|sum|count)$/, '');
-  const family = metrics.get(name) ?? metrics.get(base) ?? [];
-  const histogramPart = base !== name;
-  return family.filter((v) => (!histogramPart || v.metricName === name) && keep(v.labels));
-}
-
-function total(metrics, name, keep) {
-  return values(metrics, name, keep).reduce((sum, v) => sum + v.value, 0);
-}
-
-/** Increase of a counter between two samples (a restart in between reads as the new value). */
-function increase(older, newer, name, keep) {
-  const now = total(newer.metrics, name, keep);
-  const before = total(older.metrics, name, keep);
-  return now >= before ? now - before : now;
-}
-
-function byLabel(metrics, name, label) {
-  const out = new Map();
-  for (const v of values(metrics, name)) {
-    const key = String(v.labels[label]);
-    out.set(key, (out.get(key) ?? 0) + v.value);
-  }
-  return out;
-}
-
-function listed(map, format = count) {
-  const parts = [...map].filter(([, n]) => n > 0).map(([k, n]) => `${format(n)} ${k}`);
-  return parts.length > 0 ? parts.join(', ') : 'none';
-}
-
-/**
- * A quantile from the increase of histogram buckets between two samples,
- * interpolated linearly inside the bucket it falls in (as histogram_quantile).
- */
-function quantile(q, older, newer, keep) {
-  const name = 's3dedup_http_request_duration_seconds_bucket';
-  const cumulative = new Map();
-  for (const [sample, sign] of [
-    [newer, 1],
-    [older, -1],
-  ]) {
-    for (const v of values(sample.metrics, name, keep)) {
-      const le = v.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(v.labels.le);
-      cumulative.set(le, (cumulative.get(le) ?? 0) + sign * v.value);
-    }
-  }
-  const buckets = [...cumulative].sort((a, b) => a[0] - b[0]);
-  const all = buckets.at(-1)?.[1] ?? 0;
-  if (all <= 0) return Number.NaN;
-  const rank = q * all;
-  let lower = 0;
-  let below = 0;
-  for (const [le, n] of buckets) {
-    if (n >= rank) {
-      if (le === Number.POSITIVE_INFINITY) return lower;
-      return lower + ((le - lower) * (rank - below)) / Math.max(n - below, 1e-9);
-    }
-    lower = le;
-    below = n;
-  }
-  return lower;
-}
 
 const fileTraffic = (labels) => !OWN_ENDPOINTS.has(String(labels.endpoint));
 
@@ -241,9 +160,22 @@ function renderMigration(older, newer) {
   }
 }
 
+/** Seconds a poll may take: a server waiting on a failed backend must not freeze the page on old figures. */
+const POLL_TIMEOUT_S = 5;
+
 async function fetchJson(path) {
-  const response = await fetch(path, { cache: 'no-store' });
-  if (!response.ok && response.status !== 503) throw new Error(`${path}: HTTP ${response.status}`);
+  const response = await fetch(path, {
+    cache: 'no-store',
+    signal: AbortSignal.timeout(POLL_TIMEOUT_S * 1000),
+  });
+  // /health answers 503 with its JSON when a dependency fails; any other
+  // answer that is not JSON (a proxy's error page, a server shutting down)
+  // is reported as it is.
+  const json = (response.headers.get('content-type') ?? '').startsWith('application/json');
+  if (!json || (!response.ok && response.status !== 503)) {
+    const text = (await response.text()).split('\n', 1)[0]?.slice(0, 200) ?? '';
+    throw new Error(`${path}: HTTP ${response.status}${text ? ` ${text}` : ''}`);
+  }
   return response.json();
 }
 
@@ -253,15 +185,18 @@ async function poll() {
       fetchJson('../metrics/json'),
       fetchJson('../health').catch(() => null),
     ]);
-    const metrics = new Map(metricsJson.map((family) => [family.name, family.values]));
-    const sample = { at: Date.now(), metrics };
+    const sample = sampleOf(metricsJson, Date.now());
+    // Behind a load balancer a poll may reach another instance, whose
+    // counters are its own: rates start over from that one.
+    if (samples.length > 0 && samples[0].process !== sample.process) samples.length = 0;
     samples.push(sample);
     while (samples.length > 2 && sample.at - samples[0].at > WINDOW_S * 1000) samples.shift();
     const older = samples.length > 1 ? samples[0] : null;
 
-    renderStore(metrics);
+    show('instance', sample.instance || '—');
+    renderStore(sample.metrics);
     renderTraffic(older, sample);
-    renderCleaner(metrics);
+    renderCleaner(sample.metrics);
     renderMigration(older, sample);
     if (health) {
       $('health').dataset.state = health.status;

@@ -1,4 +1,5 @@
-import { type Histogram, Registry } from 'prom-client';
+import { hostname } from 'node:os';
+import { Gauge, type Histogram, Registry } from 'prom-client';
 import { type CleanerMetrics, cleanerMetrics } from '../cleaner/metrics.js';
 import { type DedupMetrics, dedupMetrics } from '../dedup/metrics.js';
 import { lockWaitHistogram } from '../locks/metrics.js';
@@ -16,4 +17,18 @@ export class Metrics {
   readonly http: HttpMetrics = httpMetrics(this.registry);
   readonly dedup: DedupMetrics = dedupMetrics(this.registry);
   readonly lockWait: Histogram<'kind'> = lockWaitHistogram(this.registry);
+
+  constructor() {
+    // Which process answered a scrape: behind a load balancer the status
+    // page must not take two processes' counters for one's.
+    new Gauge({
+      name: 's3dedup_instance_info',
+      help: 'Always 1; the labels name this process (host:pid) and when it started (unix seconds)',
+      labelNames: ['instance', 'started'],
+      registers: [this.registry],
+    }).set(
+      { instance: `${hostname()}:${process.pid}`, started: String(Math.floor(Date.now() / 1000)) },
+      1,
+    );
+  }
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 
 /**
- * The status page (GET /ui/, SPEC §8): three static files from the package's
+ * The status page (GET /ui/, SPEC §8): static files from the package's
  * ui/ folder, read once at start-up. The page polls ../metrics/json and
  * ../health with relative URLs, so it works at /ui/, at /ft/ui/ and behind a
  * proxy that mounts the server under a prefix.
@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 const FILES = {
   '': { name: 'index.html', type: 'text/html; charset=utf-8' },
   'status.js': { name: 'status.js', type: 'text/javascript; charset=utf-8' },
+  'metrics-math.js': { name: 'metrics-math.js', type: 'text/javascript; charset=utf-8' },
   'status.css': { name: 'status.css', type: 'text/css; charset=utf-8' },
 } as const;
 
@@ -34,9 +35,9 @@ export function registerStatusPage(app: FastifyInstance): void {
         // need one: /ui must become /ui/.
         const path = request.url.split('?', 1)[0] ?? '';
         if (route === '' && !path.endsWith('/')) {
-          // Slashes collapsed: "//ui" must not turn into a link to a host "ui".
-          const to = `${path.replace(/\/{2,}/g, '/')}/${request.url.slice(path.length)}`;
-          return reply.redirect(to, 301);
+          // Relative, so a proxy's prefix in front of /ui stays; not cached
+          // for good (301), in case the page moves.
+          return reply.redirect(`ui/${request.url.slice(path.length)}`, 302);
         }
         return reply
           .header('content-type', type)

@@ -83,6 +83,8 @@ describe('status page', () => {
 
     await page.goto(`${server.url}/ui/?refresh=0.5`);
     await expect.poll(text('health')).toBe('ok');
+    // Which process answered (behind a load balancer, rates are one process's).
+    expect(await page.textContent('#instance')).toMatch(new RegExp(`:${server.child.pid}$`));
     // 4 migrated + 1 duplicate; contents: shared, c, d (the deleted one's blob is gone).
     await expect.poll(text('files'), { timeout: 10_000 }).toBe('5');
     await expect.poll(text('blobs'), { timeout: 10_000 }).toBe('3');
@@ -152,14 +154,21 @@ describe('status page', () => {
     expect(res.headers['content-security-policy']).toContain("connect-src 'self'");
     const script = await http(`${server.url}/ft/ui/status.js`);
     expect(script.headers['content-type']).toMatch(/^text\/javascript/);
+    // Relative, so a prefix a proxy puts in front is kept.
     for (const [from, to] of [
       ['/ui', '/ui/'],
       ['/ft/ui?refresh=5', '/ft/ui/?refresh=5'],
       ['//ui', '/ui/'],
     ] as const) {
       const r = await http(`${server.url}${from}`);
-      expect(r.status, from).toBe(301);
-      expect(r.headers.location, from).toBe(to);
+      expect(r.status, from).toBe(302);
+      expect(new URL(String(r.headers.location), `${server.url}${from}`).pathname, from).toMatch(
+        new RegExp(`^/+${to.split('?')[0]?.slice(1)}$`),
+      );
+      expect(String(r.headers.location)).toMatch(/^ui\//);
     }
+    expect((await http(`${server.url}/ft/ui/?refresh=5`.replace('/?', '?'))).headers.location).toBe(
+      'ui/?refresh=5',
+    );
   });
 });

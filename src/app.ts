@@ -78,17 +78,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   if (deps.accessLog) registerAccessLog(app);
   if (deps.metrics) registerHttpMetrics(app, deps.metrics.http);
+  keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
+  settleUnreadBodies(app);
   // After SIGTERM, a request on a kept-alive connection is refused with 503
   // (Fastify adds Connection: close), so the client retries elsewhere while
-  // the requests in flight finish.
+  // the requests in flight finish. After settleUnreadBodies' hook: a request
+  // pipelined behind a closing answer is still neither run nor answered.
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
     done();
   });
   app.addHook('onRequest', (_request, _reply, done) => done(closing ? shuttingDown() : undefined));
-  keepConnectionsWaitingOnUs(app, deps.clientIdleTimeoutSeconds * 1000);
-  settleUnreadBodies(app);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.
   const pacer = deps.gcPacer;
   if (pacer?.enabled) app.server.on('request', (req, res) => pacer.track(res, req.socket));

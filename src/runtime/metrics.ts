@@ -5,7 +5,7 @@ import type { GcPacer } from './gc-pacer.js';
 export function registerGcPacerMetrics(registry: Registry, pacer: GcPacer): void {
   new Counter({
     name: 's3dedup_gc_pacer_collections_total',
-    help: 'Minor garbage collections run by the pacer during large transfers (0 without --expose-gc: see docs/memory.md)',
+    help: 'Minor garbage collections run by the pacer while requests move bodies (docs/memory.md)',
     registers: [registry],
     // The pacer counts on its own; a scrape copies its count.
     collect() {

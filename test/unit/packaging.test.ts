@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DockerfileParser, type Instruction } from 'dockerfile-ast';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,12 +71,7 @@ describe('Dockerfile', () => {
   });
 
   it('sets only variables the server knows, and a configuration it accepts', () => {
-    const env: Record<string, string> = {};
-    for (const i of all('ENV', finalStage)) {
-      for (const p of (i as unknown as WithProperties).getProperties()) {
-        env[p.getName()] = p.getValue();
-      }
-    }
+    const env = imageEnv();
     const ours = Object.keys(env).filter((k) => k !== 'NODE_ENV');
     expect(ours.filter((k) => !(VARIABLE_NAMES as string[]).includes(k))).toEqual([]);
     const config = loadConfig({ env });
@@ -122,6 +119,20 @@ describe('Dockerfile', () => {
     });
   });
 });
+
+/** The environment the image's final stage sets (ENV lines). */
+function imageEnv(): Record<string, string> {
+  const dockerfile = DockerfileParser.parse(read('Dockerfile'));
+  const finalFrom = dockerfile.getFROMs().at(-1);
+  const env: Record<string, string> = {};
+  for (const i of dockerfile.getInstructions()) {
+    if (i.getKeyword() !== 'ENV') continue;
+    if (finalFrom && i.getRange().start.line < finalFrom.getRange().start.line) continue;
+    for (const p of (i as unknown as WithProperties).getProperties())
+      env[p.getName()] = p.getValue();
+  }
+  return env;
+}
 
 describe('docker-compose.yml', () => {
   let compose: {
@@ -183,8 +194,13 @@ describe('docker-compose.yml', () => {
       s3.MINIO_ROOT_PASSWORD,
     ]);
     expect(new URL(a?.S3_ENDPOINT ?? '').hostname).toBe('s3');
-    // Each instance spills uploads to a volume of its own.
-    const tmp = instances().map((n) => compose.services[n]?.volumes?.[0]?.split(':')[0]);
+    // Each instance spills uploads (TEMP_DIR, set by the image) to a volume of its own.
+    const tmp = instances().map((name) => {
+      const [volume = '', target = ''] = compose.services[name]?.volumes?.[0]?.split(':') ?? [];
+      const config = loadConfig({ env: { ...imageEnv(), ...compose.services[name]?.environment } });
+      expect(config.TEMP_DIR.startsWith(`${target}/`), name).toBe(true);
+      return volume;
+    });
     expect(new Set(tmp).size).toBe(2);
   });
 
@@ -199,5 +215,26 @@ describe('docker-compose.yml', () => {
     // Bodies stream through, of any size (MAX_UPLOAD_SIZE is the server's limit).
     expect(nginx).toMatch(/client_max_body_size 0;/);
     expect(nginx).toMatch(/proxy_request_buffering off;/);
+  });
+
+  it('gives nginx a configuration it accepts', async () => {
+    // Debian's nginx (1.22) checks it, with the instances' names (resolved by
+    // Docker's DNS, through `resolve`, which the image's nginx 1.27 has) put
+    // to a local address.
+    const dir = mkdtempSync(join(tmpdir(), 'nginx-conf-'));
+    try {
+      const site = read('deploy/nginx.conf')
+        .replace(/^resolver .*$/m, '')
+        .replace(/s3dedup-\d+:(\d+) resolve/g, '127.0.0.1:$1');
+      writeFileSync(join(dir, 'site.conf'), site);
+      writeFileSync(
+        join(dir, 'nginx.conf'),
+        `error_log ${dir}/error.log;\npid ${dir}/nginx.pid;\nevents {}\nhttp { include ${dir}/site.conf; }\n`,
+      );
+      const { stderr } = await run('nginx', ['-t', '-c', join(dir, 'nginx.conf'), '-p', dir]);
+      expect(stderr).toMatch(/test is successful/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -258,12 +258,7 @@ export async function startServer(
     peakRss: () => procStatusBytes(pid, 'VmHWM'),
     output: () => out,
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timeout);
-      }
+      await stopGently(child, 'SIGTERM', exited);
       kill();
     },
   };
@@ -373,16 +368,24 @@ http {
       return [master, ...children];
     },
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        // QUIT: finish what is in flight, then exit (workers too).
-        child.kill('SIGQUIT');
-        const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timeout);
-      }
+      // QUIT: finish what is in flight, then exit (workers too).
+      await stopGently(child, 'SIGQUIT', exited);
       kill();
     },
   };
+}
+
+/** Asks a child to stop with `signal`, and kills it if it has not exited within 10 s. */
+async function stopGently(
+  child: ChildProcess,
+  signal: NodeJS.Signals,
+  exited: Promise<void>,
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const timeout = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timeout);
 }
 
 /** A "kB" field of /proc/PID/status, in bytes. */

@@ -75,6 +75,44 @@ describe('FilesystemBlobStore specifics', () => {
     }
   });
 
+  it('PUTs into one directory at the same moment share its fsyncs, each after its own entry', async () => {
+    const dir = await makeTempDir();
+    try {
+      const events: string[] = [];
+      const store = await FilesystemBlobStore.open(dir.path, {
+        syncDir: async (d) => {
+          const name = relative(dir.path, d) || '.';
+          if (name !== 'ab/cd') return;
+          // Which blob entries exist when this fsync starts is what it makes durable.
+          const entries = await readdir(d);
+          events.push(`sync [${entries.sort().join(',')}]`);
+          await new Promise((r) => setTimeout(r, 30));
+        },
+      });
+      await store.put('ab/cd/first', Readable.from([Buffer.from('0')]));
+      events.length = 0;
+      const names = Array.from({ length: 12 }, (_, i) => `n${String(i).padStart(2, '0')}`);
+      await Promise.all(
+        names.map(async (name) => {
+          await store.put(`ab/cd/${name}`, Buffer.from(name));
+          events.push(`answered ${name}`);
+        }),
+      );
+      const syncs = events.filter((e) => e.startsWith('sync'));
+      expect(syncs.length).toBeGreaterThanOrEqual(1);
+      expect(syncs.length).toBeLessThanOrEqual(4);
+      // Every answer comes after an fsync that began once its entry was there.
+      for (const name of names) {
+        const answered = events.indexOf(`answered ${name}`);
+        const covering = events.findIndex((e) => e.startsWith('sync') && e.includes(name));
+        expect(covering).toBeGreaterThanOrEqual(0);
+        expect(covering).toBeLessThan(answered);
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('shard directories left by an earlier process are made durable the first time they are used', async () => {
     const dir = await makeTempDir();
     try {

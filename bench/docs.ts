@@ -154,3 +154,26 @@ export function formatMarkdown(root: string, path: string): void {
     process.stderr.write(`note: could not format ${path} with biome\n`);
   }
 }
+
+/**
+ * Puts `text` (which starts with `start` and ends with `end`) in place of
+ * the section between those markers in the report at `path`, or appends it;
+ * the rest of the file is left as it is. The separate benches
+ * (migration, scale, ftload) each own one such section.
+ */
+export function writeSection(
+  root: string,
+  path: string,
+  markers: { start: string; end: string },
+  text: string,
+): void {
+  const current = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  const start = current.indexOf(markers.start);
+  const end = current.indexOf(markers.end);
+  const next =
+    start >= 0 && end > start
+      ? `${current.slice(0, start)}${text}${current.slice(end + markers.end.length)}`
+      : `${current.trimEnd()}\n\n${text}\n`;
+  writeFileSync(path, next);
+  formatMarkdown(root, path);
+}

@@ -14,13 +14,13 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FakeFiletracker } from '../test/support/fake-filetracker.js';
 import { cliNodeFlags } from '../test/support/process.js';
-import { formatMarkdown } from './docs.js';
+import { writeSection } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
 import { installExitHandlers, ROOT, tempDir } from './services.js';
 
@@ -188,15 +188,7 @@ async function main(): Promise<void> {
   const text = report(results, concurrency, machine, startedAt);
   const docs = process.env.BENCH_DOCS ?? join(ROOT, 'docs', 'benchmarks.md');
   if (docs !== '') {
-    const current = existsSync(docs) ? readFileSync(docs, 'utf8') : '';
-    const start = current.indexOf(START);
-    const end = current.indexOf(END);
-    const next =
-      start >= 0 && end > start
-        ? `${current.slice(0, start)}${text}${current.slice(end + END.length)}`
-        : `${current.trimEnd()}\n\n${text}\n`;
-    writeFileSync(docs, next);
-    formatMarkdown(ROOT, docs);
+    writeSection(ROOT, docs, { start: START, end: END }, text);
     log(`written to ${docs}`);
   }
 }

@@ -329,7 +329,7 @@ http {
       create_full_put_path on;
       dav_access user:rw;
     }
-    location = /version {
+    location /version {
       default_type application/json;
       return 200 '{"protocol_versions": [2]}';
     }

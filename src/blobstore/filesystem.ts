@@ -28,6 +28,17 @@ import { SharedSync } from './shared-sync.js';
 const INCOMING = '.incoming';
 const READ_CHUNK = 256 * 1024;
 /**
+ * Reads of a streamed blob: a 1 MiB blob is one read and one socket write.
+ * The stream holds at most this much per GET in flight.
+ */
+const STREAM_CHUNK = 1024 * 1024;
+/**
+ * While a large blob is being written, its data is flushed to the disk every
+ * this many bytes, in the background: the fdatasync that makes the PUT
+ * durable then finds little left to write, instead of all of it at the end.
+ */
+const FLUSH_EVERY = 16 * 1024 * 1024;
+/**
  * Objects up to this size are read whole in one read() and returned as a
  * Buffer: a stream over them would cost a 256 KiB buffer and an extra read
  * to find the end, for a few KiB of data.
@@ -141,7 +152,14 @@ export class FilesystemBlobStore implements BlobStore {
         return { body, size: info.size };
       }
       // The stream owns the descriptor from here: it closes it at the end or on destroy().
-      return { body: createReadStream(path, { fd, highWaterMark: READ_CHUNK }), size: info.size };
+      // With `end` it stops at the known size, without one more read to find the end.
+      const body = createReadStream(path, {
+        fd,
+        start: 0,
+        end: info.size - 1,
+        highWaterMark: Math.min(info.size, STREAM_CHUNK),
+      });
+      return { body, size: info.size };
     } catch (err) {
       closeSync(fd);
       throw mapError(err, `reading ${key}`);
@@ -277,6 +295,8 @@ async function writeDurably(
 ): Promise<number> {
   const handle = await open(path, 'wx', 0o600);
   let size = 0;
+  // Flushes started while writing (see FLUSH_EVERY); one at a time.
+  let flushing: Promise<void> | undefined;
   try {
     if (Buffer.isBuffer(body)) {
       // writeFile loops until every byte is written (a single write may be short).
@@ -284,20 +304,33 @@ async function writeDurably(
       await handle.datasync();
       return body.length;
     }
+    let unflushed = 0;
     const sink = new Writable({
       highWaterMark: READ_CHUNK,
       writev(chunks, callback) {
         const buffers = chunks.map((c) => c.chunk as Buffer);
         handle.writev(buffers).then((r) => {
           size += r.bytesWritten;
+          unflushed += r.bytesWritten;
+          if (unflushed >= FLUSH_EVERY && !flushing) {
+            unflushed = 0;
+            flushing = handle.datasync().finally(() => {
+              flushing = undefined;
+            });
+            // A failure shows in the final fdatasync too; this one must not go unhandled meanwhile.
+            flushing.catch(() => {});
+          }
           callback();
         }, callback);
       },
     });
     await pipeline(body, sink, signal ? { signal } : {});
+    await flushing;
     await handle.datasync();
     return size;
   } finally {
+    // A failed upload does not wait for its flush's result, only for it to end before closing.
+    await flushing?.catch(() => {});
     await handle.close();
   }
 }

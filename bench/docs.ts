@@ -157,16 +157,18 @@ export function formatMarkdown(root: string, path: string): void {
 
 /**
  * Puts `text` (which starts with `start` and ends with `end`) in place of
- * the section between those markers in the report at `path`, or appends it;
- * the rest of the file is left as it is. The separate benches
- * (migration, scale, ftload) each own one such section.
+ * the section between those markers in the report (BENCH_DOCS, by default
+ * docs/benchmarks.md; empty = none), or appends it; the rest of the file is
+ * left as it is. The separate benches (migration, scale, ftload) each own
+ * one such section. Returns the path written, if any.
  */
 export function writeSection(
   root: string,
-  path: string,
   markers: { start: string; end: string },
   text: string,
-): void {
+): string | undefined {
+  const path = process.env.BENCH_DOCS ?? join(root, 'docs', 'benchmarks.md');
+  if (path === '') return undefined;
   const current = existsSync(path) ? readFileSync(path, 'utf8') : '';
   const start = current.indexOf(markers.start);
   const end = current.indexOf(markers.end);
@@ -176,4 +178,5 @@ export function writeSection(
       : `${current.trimEnd()}\n\n${text}\n`;
   writeFileSync(path, next);
   formatMarkdown(root, path);
+  return path;
 }

@@ -18,14 +18,7 @@ import { promisify } from 'node:util';
 import { writeSection } from './docs.js';
 import { type FtloadLine, parseFtload } from './ftload-output.js';
 import { describeMachine, machineLines } from './machine.js';
-import {
-  cleanupAll,
-  installExitHandlers,
-  ROOT,
-  startNginx,
-  startServer,
-  tempDir,
-} from './services.js';
+import { ROOT, runBench, startNginx, startServer, tempDir } from './services.js';
 import { median } from './stats.js';
 
 const run = promisify(execFile);
@@ -126,7 +119,6 @@ ${END}`;
 }
 
 async function main(): Promise<void> {
-  installExitHandlers();
   const script = resolve(
     process.env.BENCH_FTLOAD || join(ROOT, '..', 'shared', 'tools', 'ftload.py'),
   );
@@ -161,23 +153,8 @@ async function main(): Promise<void> {
   }
   const text = report(runs, machine, startedAt, count);
   log(text.replace(START, '').replace(END, '').trim());
-  const docs = process.env.BENCH_DOCS ?? join(ROOT, 'docs', 'benchmarks.md');
-  if (docs !== '') {
-    writeSection(ROOT, docs, { start: START, end: END }, text);
-    log(`written to ${docs}`);
-  }
+  const written = writeSection(ROOT, { start: START, end: END }, text);
+  if (written) log(`written to ${written}`);
 }
 
-main().then(
-  () => {
-    cleanupAll();
-    process.exit(0);
-  },
-  (err: unknown) => {
-    process.stderr.write(
-      `ftload benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    cleanupAll();
-    process.exit(1);
-  },
-);
+runBench('ftload benchmark', main);

@@ -26,13 +26,7 @@ import {
 } from './report.js';
 import { createBucket, dropBucket, s3Client, uniqueBucket } from './s3.js';
 import { type BenchData, type CpuSample, runScenario, type Sample } from './scenarios.js';
-import {
-  cleanupAll,
-  installExitHandlers,
-  ROOT,
-  startCephCluster,
-  startPostgresServer,
-} from './services.js';
+import { ROOT, runBench, startCephCluster, startPostgresServer } from './services.js';
 import type { Store } from './subjects.js';
 import { DirectS3Target } from './targets.js';
 
@@ -67,7 +61,6 @@ async function buildData(config: ReturnType<typeof loadBenchConfig>): Promise<Be
 }
 
 async function main(): Promise<void> {
-  installExitHandlers();
   const startedAt = new Date();
   const config = loadBenchConfig(join(ROOT, 'docs', 'benchmarks.md'));
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
@@ -158,16 +151,4 @@ async function main(): Promise<void> {
   log(`done in ${Math.round(durationS)} s`);
 }
 
-main().then(
-  () => {
-    cleanupAll();
-    process.exit(0);
-  },
-  (err: unknown) => {
-    process.stderr.write(
-      `benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    cleanupAll();
-    process.exit(1);
-  },
-);
+runBench('benchmark', main);

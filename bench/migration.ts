@@ -22,7 +22,7 @@ import { FakeFiletracker } from '../test/support/fake-filetracker.js';
 import { cliNodeFlags } from '../test/support/process.js';
 import { writeSection } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
-import { installExitHandlers, ROOT, tempDir } from './services.js';
+import { ROOT, runBench, tempDir } from './services.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -172,7 +172,6 @@ ${END}`;
 }
 
 async function main(): Promise<void> {
-  installExitHandlers();
   if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: run `npm run build` first');
   const concurrency = envInt('BENCH_MIGRATION_CONCURRENCY', 10);
   const small = envInt('BENCH_MIGRATION_SMALL', 10_000);
@@ -186,14 +185,8 @@ async function main(): Promise<void> {
   results.push(await v2(large, 4 * 2 ** 20, concurrency, `migrate (V2), ${large} files of 4 MiB`));
   results.push(await v1(v1Count, 100, concurrency));
   const text = report(results, concurrency, machine, startedAt);
-  const docs = process.env.BENCH_DOCS ?? join(ROOT, 'docs', 'benchmarks.md');
-  if (docs !== '') {
-    writeSection(ROOT, docs, { start: START, end: END }, text);
-    log(`written to ${docs}`);
-  }
+  const written = writeSection(ROOT, { start: START, end: END }, text);
+  if (written) log(`written to ${written}`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-});
+runBench('migration benchmark', main);

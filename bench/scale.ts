@@ -32,9 +32,8 @@ import { writeSection } from './docs.js';
 import { describeMachine, machineLines } from './machine.js';
 import { type Payload, REQUESTS_HEADERS, smallPayloads } from './payloads.js';
 import {
-  cleanupAll,
-  installExitHandlers,
   ROOT,
+  runBench,
   type ServerProcess,
   startPostgresServer,
   startServer,
@@ -515,7 +514,6 @@ ${END}`;
 }
 
 async function main(): Promise<void> {
-  installExitHandlers();
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
     throw new Error('dist/cli/main.js is missing: run `npm run build` first');
   const rawStores = process.env.BENCH_SCALE_STORES || 'sqlite,postgres';
@@ -553,23 +551,8 @@ async function main(): Promise<void> {
   const { text, unmet } = report(config, measured, machine, startedAt);
   log(text.replace(START, '').replace(END, '').trim());
   log(`Targets: ${unmet.length === 0 ? 'all met' : `NOT MET: ${unmet.join(', ')}`}`);
-  const docs = process.env.BENCH_DOCS ?? join(ROOT, 'docs', 'benchmarks.md');
-  if (docs !== '') {
-    writeSection(ROOT, docs, { start: START, end: END }, text);
-    log(`written to ${docs}`);
-  }
+  const written = writeSection(ROOT, { start: START, end: END }, text);
+  if (written) log(`written to ${written}`);
 }
 
-main().then(
-  () => {
-    cleanupAll();
-    process.exit(0);
-  },
-  (err: unknown) => {
-    process.stderr.write(
-      `scale benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    cleanupAll();
-    process.exit(1);
-  },
-);
+runBench('scale benchmark', main);

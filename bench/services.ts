@@ -60,6 +60,27 @@ export function cleanupAll(): void {
   while (cleanups.length > 0) cleanups.pop()?.();
 }
 
+/**
+ * Runs a bench program: exit handlers first, then `main`; stops everything
+ * it started whether it succeeds or fails, and exits 1 on failure.
+ */
+export function runBench(name: string, main: () => Promise<void>): void {
+  installExitHandlers();
+  main().then(
+    () => {
+      cleanupAll();
+      process.exit(0);
+    },
+    (err: unknown) => {
+      process.stderr.write(
+        `${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
+      cleanupAll();
+      process.exit(1);
+    },
+  );
+}
+
 /** Runs the cleanup on exit and turns Ctrl-C / SIGTERM into an exit that runs it. */
 export function installExitHandlers(): void {
   process.once('exit', cleanupAll);

@@ -7,7 +7,17 @@ import {
   openSync,
   readSync,
 } from 'node:fs';
-import { access, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import {
+  access,
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,7 +39,8 @@ const INCOMING = '.incoming';
 const READ_CHUNK = 256 * 1024;
 /**
  * Reads of a streamed blob: a 1 MiB blob is one read and one socket write.
- * The stream holds at most this much per GET in flight.
+ * A GET in flight holds about this much in the stream's buffer, plus what
+ * the socket has not sent yet.
  */
 const STREAM_CHUNK = 1024 * 1024;
 /**
@@ -39,9 +50,9 @@ const STREAM_CHUNK = 1024 * 1024;
  */
 const FLUSH_EVERY = 16 * 1024 * 1024;
 /**
- * Objects up to this size are read whole in one read() and returned as a
- * Buffer: a stream over them would cost a 256 KiB buffer and an extra read
- * to find the end, for a few KiB of data.
+ * Objects up to this size are read whole, on the event loop (see get()), and
+ * returned as a Buffer: a stream over them would cost its setup and a
+ * thread-pool trip per read, for a few KiB of data.
  */
 const WHOLE_READ = 64 * 1024;
 
@@ -68,6 +79,8 @@ export class FilesystemBlobStore implements BlobStore {
     private readonly root: string,
     /** fsync of a directory; tests pass one that also records the calls. */
     syncDir: (dir: string) => Promise<void>,
+    /** fdatasync of a file being written; tests pass one that fails. */
+    private readonly syncFile: (file: FileHandle) => Promise<void>,
   ) {
     this.incoming = join(root, INCOMING);
     this.dirSyncs = new SharedSync(syncDir);
@@ -75,10 +88,17 @@ export class FilesystemBlobStore implements BlobStore {
 
   static async open(
     root: string,
-    options: { syncDir?: (dir: string) => Promise<void> } = {},
+    options: {
+      syncDir?: (dir: string) => Promise<void>;
+      syncFile?: (file: FileHandle) => Promise<void>;
+    } = {},
   ): Promise<FilesystemBlobStore> {
     // Absolute, so that climbing from a shard directory stops at the root (ensureDir()).
-    const store = new FilesystemBlobStore(resolve(root), options.syncDir ?? syncDir);
+    const store = new FilesystemBlobStore(
+      resolve(root),
+      options.syncDir ?? syncDir,
+      options.syncFile ?? ((file) => file.datasync()),
+    );
     await mkdir(store.incoming, { recursive: true });
     // Partial writes of a process that crashed mid-upload.
     await removeOrphanedTempFiles(store.incoming, 'incoming');
@@ -100,7 +120,7 @@ export class FilesystemBlobStore implements BlobStore {
     const final = this.pathOf(key);
     const temp = join(this.incoming, tempName('incoming'));
     try {
-      const size = await writeDurably(temp, body, options.signal);
+      const size = await writeDurably(temp, body, this.syncFile, options.signal);
       const mode = await options.beforeCommit?.();
       crashPoint('fs.temp-written');
       await this.ensureDir(dirname(final));
@@ -113,6 +133,10 @@ export class FilesystemBlobStore implements BlobStore {
         } catch (err) {
           if (code(err) !== 'EEXIST') throw err;
           const existing = await stat(final);
+          // The entry may be one whose directory fsync never happened (its PUT
+          // failed there, or its process crashed): the answer relies on it, so
+          // make it durable too. Shared with other PUTs, this costs little.
+          await this.dirSyncs.request(dirname(final));
           return { created: false, size: existing.size };
         }
       }
@@ -143,16 +167,21 @@ export class FilesystemBlobStore implements BlobStore {
       if (code(err) === 'ENOENT') return null;
       throw mapError(err, `reading ${key}`);
     }
+    // Whether closing `fd` is still ours to do: never twice, since the
+    // number may already belong to another file opened by then.
+    let owned = true;
     try {
       const info = fstatSync(fd);
       if (!info.isFile()) throw backendUnavailable('storage', `${key} is not a regular file`);
       if (info.size <= WHOLE_READ) {
         const body = readWhole(fd, info.size);
+        owned = false;
         closeSync(fd);
         return { body, size: info.size };
       }
       // The stream owns the descriptor from here: it closes it at the end or on destroy().
       // With `end` it stops at the known size, without one more read to find the end.
+      owned = false;
       const body = createReadStream(path, {
         fd,
         start: 0,
@@ -161,7 +190,13 @@ export class FilesystemBlobStore implements BlobStore {
       });
       return { body, size: info.size };
     } catch (err) {
-      closeSync(fd);
+      if (owned) {
+        try {
+          closeSync(fd);
+        } catch {
+          // The error that matters is the one being thrown.
+        }
+      }
       throw mapError(err, `reading ${key}`);
     }
   }
@@ -291,17 +326,22 @@ export class FilesystemBlobStore implements BlobStore {
 async function writeDurably(
   path: string,
   body: Readable | Buffer,
+  syncFile: (file: FileHandle) => Promise<void>,
   signal?: AbortSignal,
 ): Promise<number> {
   const handle = await open(path, 'wx', 0o600);
   let size = 0;
   // Flushes started while writing (see FLUSH_EVERY); one at a time.
   let flushing: Promise<void> | undefined;
+  // The first failed flush. It must fail the PUT: Linux reports a writeback
+  // error once per open file and marks the pages clean, so the final
+  // fdatasync may well succeed with the data lost.
+  let flushError: unknown;
   try {
     if (Buffer.isBuffer(body)) {
       // writeFile loops until every byte is written (a single write may be short).
       await handle.writeFile(body, signal ? { signal } : {});
-      await handle.datasync();
+      await syncFile(handle);
       return body.length;
     }
     let unflushed = 0;
@@ -314,11 +354,13 @@ async function writeDurably(
           unflushed += r.bytesWritten;
           if (unflushed >= FLUSH_EVERY && !flushing) {
             unflushed = 0;
-            flushing = handle.datasync().finally(() => {
-              flushing = undefined;
-            });
-            // A failure shows in the final fdatasync too; this one must not go unhandled meanwhile.
-            flushing.catch(() => {});
+            flushing = syncFile(handle)
+              .catch((err: unknown) => {
+                flushError ??= err;
+              })
+              .finally(() => {
+                flushing = undefined;
+              });
           }
           callback();
         }, callback);
@@ -326,11 +368,12 @@ async function writeDurably(
     });
     await pipeline(body, sink, signal ? { signal } : {});
     await flushing;
-    await handle.datasync();
+    await syncFile(handle);
+    if (flushError !== undefined) throw flushError;
     return size;
   } finally {
-    // A failed upload does not wait for its flush's result, only for it to end before closing.
-    await flushing?.catch(() => {});
+    // A failed upload waits for its flush to end before closing (it cannot reject).
+    await flushing;
     await handle.close();
   }
 }

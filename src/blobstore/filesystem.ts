@@ -156,10 +156,11 @@ export class FilesystemBlobStore implements BlobStore {
     // Small blobs are read on the event loop, as nginx (without `aio`) and
     // the original Filetracker do: open, fstat, one read and close cost a few
     // microseconds from the page cache, while the same four calls through
-    // libuv's thread pool cost four hand-offs and promise turns, a fifth of
-    // the server's CPU for a 1 KiB GET (docs/benchmarks.md). A read that
-    // must go to the disk blocks the loop for that one read of at most
-    // WHOLE_READ bytes; larger blobs are streamed from the pool.
+    // libuv's thread pool cost four hand-offs and promise turns, about a
+    // third of the main thread's time in a profile of 1 KiB GETs
+    // (docs/benchmarks.md). A read that must go to the disk blocks the loop
+    // for that one read of at most WHOLE_READ bytes; larger blobs are
+    // streamed from the pool.
     let fd: number;
     try {
       fd = openSync(path, 'r');

@@ -21,7 +21,7 @@ describe('early answers: backend failure and load', () => {
     await srv?.close();
   });
 
-  it('load: older-version PUTs of 100 kB-5 MB on 8 keep-alive connections, each answered within a second, no CLOSE-WAIT', async () => {
+  it('load: older-version PUTs of 100 kB-5 MB on 8 keep-alive connections, none stuck, no CLOSE-WAIT', async () => {
     const paths = ['a', 'b', 'c'];
     for (const p of paths) {
       const put = await http(`${srv.url}/files/load/${p}?${pyVersionQuery(STORED)}`, {
@@ -67,7 +67,10 @@ describe('early answers: backend failure and load', () => {
       }),
     );
     expect([...statuses.keys()]).toEqual([200]);
-    expect(Math.max(...slowest)).toBeLessThan(1000);
+    // A connection stuck behind an unread body waits for the server's linger
+    // (5 s of silence) or forever; a busy CI machine has taken 1.3 s for a
+    // stored 5 MB upload. The bound tells the two apart without timing the machine.
+    expect(Math.max(...slowest)).toBeLessThan(4000);
     for (const conn of connections) conn.close();
     const { port } = new URL(srv.url);
     await eventually(async () => expect(closeWaitSockets(Number(port))).toBe(0), 2000);

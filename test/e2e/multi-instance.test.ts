@@ -177,6 +177,10 @@ function clusterSuite(title: string, deployment: Deployment) {
       let ops = 0;
       let uncertain = 0;
       const deadline = Date.now() + ms;
+      // Under chaos the load lasts until the killer is done: at least `ms`, and
+      // long enough for three kills on a machine slow to restart an instance.
+      let killerDone = !chaos;
+      const running = () => (chaos ? !killerDone : Date.now() < deadline);
       let x = 12345;
       const rnd = (n: number) => {
         x = (x * 1103515245 + 12345) >>> 0;
@@ -189,7 +193,7 @@ function clusterSuite(title: string, deployment: Deployment) {
       };
 
       const worker = async () => {
-        while (Date.now() < deadline) {
+        while (running()) {
           const path = paths[rnd(paths.length)] as string;
           const op = rnd(100);
           const server = pick();
@@ -263,16 +267,23 @@ function clusterSuite(title: string, deployment: Deployment) {
       const killer = async () => {
         if (!chaos) return;
         let kills = 0;
-        while (Date.now() < deadline - 1500) {
-          // An instance takes a second or two to start (the S3 probe, PostgreSQL): kill often enough for several kills.
-          await sleep(700);
-          const i = rnd(instances.length);
-          const victim = instances[i];
-          if (!victim) continue;
-          instances[i] = null;
-          await victim.stop('SIGKILL');
-          kills++;
-          instances[i] = await startInstance(i);
+        try {
+          // Kills go on past `ms` until there have been three, within a hard cap.
+          const cap = deadline + 60_000;
+          while ((Date.now() < deadline - 1500 || kills < 3) && Date.now() < cap) {
+            // An instance takes a second or two to start (the S3 probe, PostgreSQL): kill often enough for several kills.
+            await sleep(700);
+            const i = rnd(instances.length);
+            const victim = instances[i];
+            if (!victim) continue;
+            instances[i] = null;
+            await victim.stop('SIGKILL');
+            kills++;
+            instances[i] = await startInstance(i);
+          }
+        } finally {
+          // Even when a restart fails, the workers stop.
+          killerDone = true;
         }
         return kills;
       };

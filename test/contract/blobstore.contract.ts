@@ -208,6 +208,23 @@ export function blobStoreContract(name: string, open: () => Promise<BlobStoreHar
       expect(await h.leftovers()).toEqual([]);
     });
 
+    it.each([
+      ['small', 3_000],
+      ['larger than one read', 300_000],
+    ])('stores nothing when beforeCommit throws on a %s Buffer', async (_name, size) => {
+      const key = uniqueKey();
+      await expect(
+        h.store.put(key, randomBytes(size), {
+          size,
+          beforeCommit: async () => {
+            throw new Error('checksum says no');
+          },
+        }),
+      ).rejects.toThrow('checksum says no');
+      expect(await h.store.stat(key)).toBeNull();
+      expect(await h.leftovers()).toEqual([]);
+    });
+
     it('stores nothing when the body fails midway', async () => {
       const key = uniqueKey();
       const body = new Readable({ read() {} });

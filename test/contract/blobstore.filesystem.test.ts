@@ -1,7 +1,8 @@
-import { readdirSync } from 'node:fs';
+import { fdatasync, readdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { FilesystemBlobStore, syncDir } from '../../src/blobstore/filesystem.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -122,11 +123,11 @@ describe('FilesystemBlobStore specifics', () => {
       let calls = 0;
       const store = await FilesystemBlobStore.open(dir.path, {
         // Linux reports a writeback error once: the first (background) flush fails, later ones pass.
-        syncFile: async (file) => {
+        syncFile: async (fd) => {
           calls++;
           if (calls === 1)
             throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-          await file.datasync();
+          await promisify(fdatasync)(fd);
         },
       });
       const chunk = Buffer.alloc(1024 * 1024, 7);
@@ -140,6 +141,30 @@ describe('FilesystemBlobStore specifics', () => {
       // The same blob stored again once the disk is well: whole.
       await store.put('ab/cd/big', Readable.from(Array.from({ length: 24 }, () => chunk)));
       expect((await readFile(join(dir.path, 'ab', 'cd', 'big'))).length).toBe(24 * 1024 * 1024);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('a small upload whose fdatasync fails stores nothing and leaves no temporary file', async () => {
+    const dir = await makeTempDir();
+    try {
+      let failing = true;
+      const store = await FilesystemBlobStore.open(dir.path, {
+        syncFile: async (fd) => {
+          if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          await promisify(fdatasync)(fd);
+        },
+      });
+      const data = Buffer.from('a small blob, written on the event loop');
+      await expect(store.put('ab/cd/small', data)).rejects.toMatchObject({
+        code: 'BACKEND_UNAVAILABLE',
+      });
+      expect(await store.get('ab/cd/small')).toBeNull();
+      expect(await readdir(join(dir.path, '.incoming'))).toEqual([]);
+      failing = false;
+      expect(await store.put('ab/cd/small', data)).toEqual({ created: true, size: data.length });
+      expect(await readFile(join(dir.path, 'ab', 'cd', 'small'))).toEqual(data);
     } finally {
       await dir.remove();
     }

@@ -55,8 +55,8 @@ const FLUSH_EVERY = 16 * 1024 * 1024;
  */
 const WHOLE_READ = 64 * 1024;
 
-// The callback forms: each thread-pool call through a FileHandle costs about
-// twice the main thread's time of the same call through a plain descriptor.
+// The callback forms on plain descriptors: measured here, a call through a
+// FileHandle's promise costs about one and a half times the CPU.
 const fdatasyncFd = promisify(fdatasync);
 const fsyncFd = promisify(fsync);
 
@@ -127,12 +127,11 @@ export class FilesystemBlobStore implements BlobStore {
     // (see get()): they touch the page cache and the directory cache, and
     // each hand-off to the thread pool would cost more than the call. Only
     // the fsyncs wait for the disk, and they still go to the pool.
-    const small = Buffer.isBuffer(body) && body.length <= WHOLE_READ;
+    const small = Buffer.isBuffer(body) && body.length <= WHOLE_READ ? body : null;
     try {
-      const size =
-        small && Buffer.isBuffer(body)
-          ? await writeSmall(temp, body, this.syncFile, options.signal)
-          : await writeDurably(temp, body, this.syncFile, options.signal);
+      const size = small
+        ? await writeSmall(temp, small, this.syncFile, options.signal)
+        : await writeDurably(temp, body, this.syncFile, options.signal);
       const mode = await options.beforeCommit?.();
       crashPoint('fs.temp-written');
       await this.ensureDir(dirname(final));
@@ -437,7 +436,8 @@ function readWhole(fd: number, size: number): Buffer {
 
 /** fsync of a directory: its entries (names of new files and folders) are on disk. */
 export async function syncDir(dir: string): Promise<void> {
-  // Opening and closing a directory wait for no disk; the fsync does.
+  // Opening and closing the directory, just written to, find it in memory;
+  // only the fsync waits for the disk.
   const fd = openSync(dir, 'r');
   try {
     await fsyncFd(fd);

@@ -271,7 +271,7 @@ function clusterSuite(title: string, deployment: Deployment) {
           // Kills go on past `ms` until there have been three, within a hard cap.
           const cap = deadline + 60_000;
           while ((Date.now() < deadline - 1500 || kills < 3) && Date.now() < cap) {
-            // An instance takes a second or two to start (the S3 probe, PostgreSQL): kill often enough for several kills.
+            // An instance takes seconds to start (the S3 probe, PostgreSQL; about 4 s on CI): kill often enough for several kills.
             await sleep(700);
             const i = rnd(instances.length);
             const victim = instances[i];

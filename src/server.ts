@@ -1,11 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { type Backends, openBackends } from './backends.js';
+import { CachingBlobStore } from './blobcache/store.js';
+import type { BlobStore } from './blobstore/port.js';
 import { createCleaner } from './cleaner/cleaner.js';
 import { scheduleCleaner } from './cleaner/schedule.js';
 import type { Config } from './config/schema.js';
 import { FileService } from './dedup/service.js';
 import { SPILL_KIND } from './dedup/spill.js';
+import { StartupError } from './errors.js';
 import { timedLocks } from './locks/metrics.js';
 import { LiveMigration } from './migration/live.js';
 import { migrate } from './migration/migrate.js';
@@ -48,6 +51,40 @@ export function createService(
   });
 }
 
+/**
+ * The server's blob store: with CACHE_DIR and an S3 store, behind a local
+ * cache of hot blobs (src/blobcache/). Only the server has one: the
+ * commands (migrate, fsck, cleanup) read each blob once at most.
+ */
+async function withBlobCache(
+  config: Config,
+  opened: Backends,
+  logger: Logger,
+  metrics: Metrics,
+): Promise<BlobStore> {
+  if (config.CACHE_DIR === undefined) return opened.blobs;
+  if (config.STORAGE_TYPE !== 's3') {
+    logger.warn(
+      { CACHE_DIR: config.CACHE_DIR },
+      'CACHE_DIR is for the S3 store; the filesystem store reads its blobs locally already, so no cache',
+    );
+    return opened.blobs;
+  }
+  try {
+    return await CachingBlobStore.open(opened.blobs, {
+      dir: config.CACHE_DIR,
+      maxBytes: config.CACHE_MAX_BYTES,
+      maxEntryBytes: config.CACHE_MAX_ENTRY_BYTES,
+      keyDepth: config.S3_KEY_SHARDING_DEPTH,
+      logger,
+      registry: metrics.registry,
+    });
+  } catch (err) {
+    await opened.close();
+    throw new StartupError(`CACHE_DIR ${config.CACHE_DIR}: ${(err as Error).message}`);
+  }
+}
+
 /** A live migration (SPEC §7): where to fall back to, and what to copy in the background. */
 export interface LiveSetup {
   /** Where GET/HEAD of files not here yet are answered from, and PUT/DELETE also go. */
@@ -68,7 +105,11 @@ export async function startServer(
   const metrics = new Metrics();
   const opened = await openBackends(config, logger);
   // Every lock the server takes (requests, migration, cleaner) is timed.
-  const backends: Backends = { ...opened, locks: timedLocks(opened.locks, metrics.lockWait) };
+  const backends: Backends = {
+    ...opened,
+    blobs: await withBlobCache(config, opened, logger, metrics),
+    locks: timedLocks(opened.locks, metrics.lockWait),
+  };
   const gcPacer = processGcPacer();
   registerGcPacerMetrics(metrics.registry, gcPacer);
   if (!gcPacer.enabled)

@@ -263,6 +263,15 @@ export const VARIABLES = {
     doc: 'old Filetracker server, for live migration',
   },
   FILETRACKER_V1_DIR: { schema: text, doc: 'V1 Filetracker storage folder, for migration' },
+  CACHE_DIR: {
+    schema: text,
+    doc: 'S3 store: a local folder for a bounded cache of hot blobs (unset: no cache)',
+  },
+  CACHE_MAX_BYTES: {
+    schema: integer(1024 * 1024, Number.MAX_SAFE_INTEGER),
+    default: 1024 * 1024 * 1024,
+    doc: 'bytes the blob cache in CACHE_DIR may hold',
+  },
 
   // s3dedup additions
   ACCESS_LOG: {
@@ -321,6 +330,11 @@ export const VARIABLES = {
     schema: seconds(0, 3600),
     default: 30,
     doc: 'seconds start-up keeps retrying a database or S3 server that is not reachable yet',
+  },
+  CACHE_MAX_ENTRY_BYTES: {
+    schema: integer(1, Number.MAX_SAFE_INTEGER),
+    default: 64 * 1024 * 1024,
+    doc: 'largest stored blob the cache keeps (at most a quarter of CACHE_MAX_BYTES is used)',
   },
   SHUTDOWN_TIMEOUT: {
     schema: seconds(0, 3600),

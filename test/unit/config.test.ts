@@ -55,6 +55,8 @@ const A: Record<string, string | number | boolean> = {
   CLEANER_GRACE: 30,
   FILETRACKER_URL: 'http://old-a:8000',
   FILETRACKER_V1_DIR: '/a/v1',
+  CACHE_DIR: '/a/cache',
+  CACHE_MAX_BYTES: 2147483648,
   TEMP_DIR: '/a/tmp',
   SPILL_THRESHOLD: 1000,
   S3_PART_SIZE: 6291456,
@@ -67,6 +69,7 @@ const A: Record<string, string | number | boolean> = {
   CLIENT_IDLE_TIMEOUT: 5,
   STARTUP_TIMEOUT: 7,
   SHUTDOWN_TIMEOUT: 3,
+  CACHE_MAX_ENTRY_BYTES: 1048576,
 };
 const B: Record<string, string> = {
   LOG_LEVEL: 'warn',
@@ -107,6 +110,8 @@ const B: Record<string, string> = {
   CLEANER_GRACE: '60',
   FILETRACKER_URL: 'http://old-b:8000',
   FILETRACKER_V1_DIR: '/b/v1',
+  CACHE_DIR: '/b/cache',
+  CACHE_MAX_BYTES: '3221225472',
   TEMP_DIR: '/b/tmp',
   SPILL_THRESHOLD: '2000',
   S3_PART_SIZE: '10485760',
@@ -119,6 +124,7 @@ const B: Record<string, string> = {
   CLIENT_IDLE_TIMEOUT: '6',
   STARTUP_TIMEOUT: '8',
   SHUTDOWN_TIMEOUT: '4',
+  CACHE_MAX_ENTRY_BYTES: '2097152',
 };
 
 describe('configuration', () => {
@@ -205,6 +211,9 @@ describe('configuration', () => {
     ['LOCKS_TYPE', 'redis', /LOCKS_TYPE must be one of: memory, postgres/],
     ['S3_KEY_SHARDING_DEPTH', '4', /S3_KEY_SHARDING_DEPTH must be a whole number from 0 to 3/],
     ['GZIP_LEVEL', '0', /GZIP_LEVEL must be a whole number from 1 to 9/],
+    ['CACHE_MAX_BYTES', '1000', /CACHE_MAX_BYTES must be a whole number from 1048576 to/],
+    ['CACHE_MAX_BYTES', '10GB', /CACHE_MAX_BYTES must be a whole number/],
+    ['CACHE_MAX_ENTRY_BYTES', '0', /CACHE_MAX_ENTRY_BYTES must be a whole number from 1 to/],
     ['MAX_UPLOAD_SIZE', '5GB', /MAX_UPLOAD_SIZE must be a whole number/],
     ['TRUST_CLIENT_CHECKSUMS', 'maybe', /TRUST_CLIENT_CHECKSUMS must be true or false/],
     ['BUCKET_NAME', 'Bad_Bucket', /BUCKET_NAME must be 3-63 characters/],

@@ -5,7 +5,7 @@
  * results in docs/benchmarks.md mean.
  */
 
-export const SCENARIOS = ['small', 'medium', 'large', 'dedup', 'postgres'] as const;
+export const SCENARIOS = ['small', 'medium', 'large', 'dedup', 'postgres', 'hot'] as const;
 export type ScenarioId = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
@@ -15,6 +15,8 @@ export interface BenchConfig {
   /** `warmup`: distinct small files PUT and GET before any target is measured. */
   small: { count: number; size: number; concurrency: number; warmup: number };
   medium: { count: number; size: number; concurrency: number };
+  /** Reads of the hot set: the medium set this many times, the small set `smallPasses` times. */
+  hot: { mediumPasses: number; smallPasses: number };
   /** One file of `mib` incompressible 1 MiB blocks. */
   large: { mib: number; partSize: number; partsInFlight: number };
   /** Where the Markdown report goes; empty = do not write it. */
@@ -63,6 +65,7 @@ export function loadBenchConfig(defaultDocsPath: string): BenchConfig {
       size: int('BENCH_MEDIUM_SIZE', MiB, KiB, 16 * MiB),
       concurrency: int('BENCH_MEDIUM_CONCURRENCY', 4, 1, 64),
     },
+    hot: { mediumPasses: 5, smallPasses: 3 },
     // The Ceph test cluster keeps objects in RAM at 2-3x their size: 1 GiB
     // is the most this machine can afford to have stored at one time.
     large: {

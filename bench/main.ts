@@ -5,7 +5,7 @@
  * several times, prints medians and ratios, and writes docs/benchmarks.md.
  *
  * Environment (bench/config.ts): BENCH_RUNS (3), BENCH_SCENARIOS
- * (small,medium,large,dedup,postgres), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
+ * (small,medium,large,dedup,postgres,hot), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
  * (2000, 1024, 8), BENCH_MEDIUM_COUNT / _SIZE / _CONCURRENCY (200, 1 MiB, 4),
  * BENCH_LARGE_MIB (1024), BENCH_DOCS (report path; empty = none) and
  * BENCH_CPU_PROF=DIR (V8 CPU profile of every server process; slows it down).
@@ -47,7 +47,9 @@ function targetOrder(scenario: ScenarioId, run: number): Store[] {
       ? ['pg1', 'pg3', 'pg1-fs', 'pg3-fs']
       : scenario === 'dedup'
         ? ['baseline', 'filesystem', 's3']
-        : ['baseline', 'nginx', 'filesystem', 's3'];
+        : scenario === 'hot'
+          ? ['filesystem', 's3', 's3-cache']
+          : ['baseline', 'nginx', 'filesystem', 's3'];
   return order.map((_, i) => order[(i + run) % order.length] as Store);
 }
 

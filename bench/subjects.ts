@@ -26,6 +26,7 @@ import { DirectS3Target, FiletrackerTarget, RoundRobinTarget, type Target } from
 export type Store =
   | 'filesystem'
   | 's3'
+  | 's3-cache'
   | 'baseline'
   | 'nginx'
   | 'pg1'
@@ -47,6 +48,7 @@ export const STORE_LABELS: Record<Store, string> = {
   nginx: 'nginx (plain file server)',
   filesystem: 'filesystem',
   s3: 's3 (radosgw)',
+  's3-cache': 's3 (radosgw) + CACHE_DIR',
   pg1: 'PostgreSQL + s3, 1 instance',
   pg3: 'PostgreSQL + s3, 3 instances',
   'pg1-fs': 'PostgreSQL + filesystem, 1 instance',
@@ -145,7 +147,9 @@ export async function openSubject(
   };
   const postgresStore = POSTGRES_STORES[store];
   const instances = postgresStore?.instances ?? 1;
-  const blobs = postgresStore?.blobs ?? store;
+  const blobs = postgresStore?.blobs ?? (store === 's3-cache' ? 's3' : store);
+  // The blob cache on the same local disk as the filesystem store's blobs (default size, 1 GiB).
+  if (store === 's3-cache') env.CACHE_DIR = join(dir.path, 'cache');
   let database: { name: string; admin: string } | undefined;
   if (postgresStore) {
     if (!deps.postgres) throw new Error('the PostgreSQL scenario needs a PostgreSQL server');

@@ -1,18 +1,20 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SHA256_HEX } from '../dedup/keys.js';
 import type { CacheEntry } from './index.js';
 
 /**
  * The cache's folder:
  *
- *   entries/ab/<sha256 hex>-<crc32 hex>   a verified blob's stored (gzip) bytes
- *   fills/<sha256 hex>.<random>           fills in progress; renamed into entries/ once verified
+ *   entries/ab/<sha256 hex>      a checked blob's stored (gzip) bytes
+ *   fills/<sha256 hex>.<random>  fills in progress; renamed into entries/ once checked
  *
- * The name carries all an entry's facts but its size, so a restart rebuilds
- * the index from the folder listing and one stat per entry, reading no file.
- * The CRC-32 in the name is checked on every hit (see store.ts): an entry
- * cut short by a crash or damaged on disk is a miss, never a wrong answer.
+ * A restart rebuilds the index from the folder listing and one stat per
+ * entry, reading no file; each entry is checked against its name on its
+ * first hit after that (see store.ts), so an entry cut short by a crash or
+ * damaged on disk is a miss, never a wrong answer.
  */
 export class CacheFiles {
   readonly entriesDir: string;
@@ -23,8 +25,8 @@ export class CacheFiles {
     this.fillsDir = join(dir, 'fills');
   }
 
-  entryPath(entry: Pick<CacheEntry, 'hash' | 'crc'>): string {
-    return join(this.entriesDir, entry.hash.slice(0, 2), entryName(entry));
+  entryPath(hash: string): string {
+    return join(this.entriesDir, hash.slice(0, 2), hash);
   }
 
   fillPath(hash: string): string {
@@ -37,6 +39,12 @@ export class CacheFiles {
     if (hash !== undefined)
       await mkdir(join(this.entriesDir, hash.slice(0, 2)), { recursive: true });
     else await mkdir(this.entriesDir, { recursive: true });
+  }
+
+  /** prepare(hash), on the event loop (a small fill is written there). */
+  prepareSync(hash: string): void {
+    mkdirSync(this.fillsDir, { recursive: true });
+    mkdirSync(join(this.entriesDir, hash.slice(0, 2)), { recursive: true });
   }
 
   /**
@@ -57,30 +65,17 @@ export class CacheFiles {
         continue;
       }
       for (const name of names) {
-        const parsed = parseEntryName(name);
         const path = join(shardDir, name);
         const info = await stat(path).catch(() => null);
-        if (!parsed || parsed.hash.slice(0, 2) !== shard || !info?.isFile()) {
+        if (!SHA256_HEX.test(name) || name.slice(0, 2) !== shard || !info?.isFile()) {
           await rm(path, { recursive: true, force: true });
           removed++;
           continue;
         }
-        found.push({ entry: { ...parsed, size: info.size }, mtime: info.mtimeMs });
+        found.push({ entry: { hash: name, size: info.size }, mtime: info.mtimeMs });
       }
     }
     found.sort((a, b) => a.mtime - b.mtime);
     return { entries: found.map((f) => f.entry), removed };
   }
-}
-
-const ENTRY_NAME = /^([0-9a-f]{64})-([0-9a-f]{8})$/;
-
-function entryName(entry: Pick<CacheEntry, 'hash' | 'crc'>): string {
-  return `${entry.hash}-${entry.crc.toString(16).padStart(8, '0')}`;
-}
-
-export function parseEntryName(name: string): Pick<CacheEntry, 'hash' | 'crc'> | null {
-  const m = ENTRY_NAME.exec(name);
-  if (!m?.[1] || !m[2]) return null;
-  return { hash: m[1], crc: Number.parseInt(m[2], 16) };
 }

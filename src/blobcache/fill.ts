@@ -1,29 +1,31 @@
-import { createHash } from 'node:crypto';
 import { type FileHandle, rm } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { crc32, createGunzip, type Gunzip } from 'node:zlib';
+import { ContentCheck } from './verify.js';
 
 /** What a fill that checked out produced: the entry's facts, its bytes in `path`. */
 export interface FilledEntry {
   hash: string;
   size: number;
-  crc: number;
   path: string;
 }
 
-/** Inflated only to be hashed and dropped: small pieces keep memory per fill low. */
-const VERIFY_CHUNK = 64 * 1024;
+/**
+ * The store's bytes are written and checked in batches of this many: an
+ * object store's socket delivers 16-64 KiB at a time, and a file write and
+ * an inflate per such chunk, each a thread-pool round trip, cost more than
+ * the work itself.
+ */
+const FILL_BATCH = 1024 * 1024;
 
 /**
  * Passes a blob's stored bytes from the object store to the client
  * unchanged and, on the side, writes them into a fill file while checking
- * them: inflated, they must hash to the blob's SHA-256, end where the gzip
- * stream ends, and be exactly `size` bytes. Each chunk goes to the client
- * before the side work starts, so the first reader waits for nothing; the
- * next chunk is taken once the side work has caught up, so the slowest of
- * client, disk and inflater paces the download, and memory stays a chunk or
- * two whatever the size.
+ * them (ContentCheck: one whole gzip stream of the content the key names,
+ * exactly `size` bytes). Each chunk goes to the client before the side work
+ * starts, so the first reader waits for nothing. The side work goes by
+ * batches of FILL_BATCH bytes, and the next chunk is taken once a batch has
+ * been written and checked, so the slowest of client, disk and inflater
+ * paces the download, and memory stays about a batch whatever the size.
  *
  * The fill never fails the download: a disk error or bytes that do not check
  * out only abandon the fill (the client gets what the store sent, as it would
@@ -35,14 +37,11 @@ const VERIFY_CHUNK = 64 * 1024;
 export class CacheFill extends Transform {
   readonly done: Promise<FilledEntry | null>;
   private settle!: (entry: FilledEntry | null) => void;
-  private readonly gunzip: Gunzip;
-  private readonly sha = createHash('sha256');
-  private crc = 0;
+  private readonly check: ContentCheck;
   private received = 0;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
   private failure: string | null = null;
-  private inflateError: Error | null = null;
-  /** Resolves a write waiting for the inflater to drain, should it fail instead. */
-  private drained: (() => void) | null = null;
   private discarded = false;
 
   constructor(
@@ -56,34 +55,23 @@ export class CacheFill extends Transform {
     this.done = new Promise((resolve) => {
       this.settle = resolve;
     });
-    this.gunzip = createGunzip({ chunkSize: VERIFY_CHUNK });
-    this.gunzip.on('data', (chunk: Buffer) => this.sha.update(chunk));
-    this.gunzip.on('error', (err: Error) => {
-      this.inflateError = err;
-      this.drained?.();
-    });
+    this.check = new ContentCheck(hash);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.push(chunk);
+    if (this.failure === null) {
+      this.received += chunk.length;
+      if (this.received > this.size) this.fail(`more than the ${this.size} bytes announced`);
+    }
     if (this.failure !== null) {
       callback();
       return;
     }
-    this.received += chunk.length;
-    this.crc = crc32(chunk, this.crc);
-    if (this.received > this.size) this.fail(`more than the ${this.size} bytes announced`);
-    if (this.failure !== null) {
-      callback();
-      return;
-    }
-    Promise.all([this.file.write(chunk), this.inflate(chunk)]).then(
-      () => callback(),
-      (err: Error) => {
-        this.fail(`writing the cache file: ${err.message}`);
-        callback();
-      },
-    );
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes < FILL_BATCH) callback();
+    else this.writeBatch().then(() => callback());
   }
 
   override _flush(callback: TransformCallback): void {
@@ -104,45 +92,44 @@ export class CacheFill extends Transform {
     callback(err);
   }
 
-  private inflate(chunk: Buffer): Promise<void> {
-    if (this.inflateError || this.gunzip.write(chunk)) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.drained = () => {
-        this.drained = null;
-        resolve();
-      };
-      this.gunzip.once('drain', this.drained);
-    });
+  /** Writes and checks the batch; a failure abandons the fill (never the download). */
+  private async writeBatch(): Promise<void> {
+    const chunks = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (bytes === 0 || this.failure !== null) return;
+    try {
+      const [written] = await Promise.all([
+        this.file.writev(chunks),
+        // One piece per batch: the inflater's round trips go by batch, not by socket read.
+        this.check.write(
+          chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, bytes),
+        ),
+      ]);
+      if (written.bytesWritten !== bytes) {
+        throw new Error(`short write (${written.bytesWritten} of ${bytes} bytes)`);
+      }
+    } catch (err) {
+      this.fail(`writing the cache file: ${(err as Error).message}`);
+    }
   }
 
   private async finish(): Promise<FilledEntry | null> {
+    if (this.failure === null) await this.writeBatch();
     if (this.failure === null && this.received !== this.size) {
       this.fail(`${this.received} bytes received of the ${this.size} announced`);
     }
-    if (this.failure === null) await this.endInflate();
-    if (this.failure === null && this.inflateError) {
-      this.fail(`not a valid gzip stream: ${this.inflateError.message}`);
-    }
-    if (this.failure === null && this.gunzip.bytesWritten < this.received) {
-      this.fail('trailing data after the gzip stream');
-    }
-    if (this.failure === null && this.sha.digest('hex') !== this.hash) {
-      this.fail('content does not hash to its key');
+    if (this.failure === null) {
+      const wrong = await this.check.finish();
+      if (wrong !== null) this.fail(wrong);
     }
     if (this.failure !== null) {
       await this.discard();
       return null;
     }
     await this.file.close();
-    return { hash: this.hash, size: this.size, crc: this.crc >>> 0, path: this.path };
-  }
-
-  private async endInflate(): Promise<void> {
-    if (this.inflateError) return;
-    this.gunzip.end();
-    await finished(this.gunzip).catch((err: Error) => {
-      this.inflateError ??= err;
-    });
+    return { hash: this.hash, size: this.size, path: this.path };
   }
 
   private fail(reason: string): void {
@@ -155,9 +142,47 @@ export class CacheFill extends Transform {
   private async discard(): Promise<void> {
     if (this.discarded) return;
     this.discarded = true;
-    this.gunzip.destroy();
+    this.check.destroy();
     await this.file.close().catch(() => {});
     await rm(this.path, { force: true }).catch(() => {});
     this.settle(null);
+  }
+}
+
+/**
+ * For a small object (up to SMALL_FILL bytes): passes the bytes to the client
+ * and keeps a reference to them; `done` resolves with all of them once the
+ * body has ended whole, or null when it was cut off. The caller checks and
+ * writes them on the event loop, as the filesystem store does small files:
+ * for a few KiB a fill file, an inflater and their round trips cost more than
+ * the work.
+ */
+export class SmallFill extends Transform {
+  readonly done: Promise<Buffer | null>;
+  private settle!: (bytes: Buffer | null) => void;
+  private chunks: Buffer[] = [];
+  private received = 0;
+
+  constructor(private readonly size: number) {
+    super();
+    this.done = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.received += chunk.length;
+    if (this.received <= this.size) this.chunks.push(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback();
+    this.settle(this.received === this.size ? Buffer.concat(this.chunks, this.size) : null);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.writableFinished) this.settle(null);
+    callback(err);
   }
 }

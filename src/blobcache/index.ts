@@ -1,8 +1,9 @@
-/** One cached blob: its content hash, its stored (gzip) size and the CRC-32 of those bytes. */
+/** One cached blob: its content hash and its stored (gzip) size. */
 export interface CacheEntry {
   hash: string;
   size: number;
-  crc: number;
+  /** Set once its file's bytes were checked: which file that was (see store.ts). */
+  stamp?: string;
 }
 
 /** Hashes the doorkeeper remembers; a 48-bit fingerprint each, so about 3 MB at most. */

@@ -1,7 +1,14 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readSync,
+  rmSync,
+  type Stats,
+  writeFileSync,
+} from 'node:fs';
+import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import type { Readable, Transform } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type {
   BlobInfo,
@@ -14,9 +21,10 @@ import type {
 import { hashOfKey } from '../dedup/keys.js';
 import type { Logger } from '../observability/logger.js';
 import { CacheFiles } from './files.js';
-import { CacheFill, type FilledEntry } from './fill.js';
+import { CacheFill, type FilledEntry, SmallFill } from './fill.js';
 import { type CacheEntry, CacheIndex } from './index.js';
 import { type CacheMetrics, cacheMetrics } from './metrics.js';
+import { checkBytes, checkFile } from './verify.js';
 
 export interface BlobCacheOptions {
   dir: string;
@@ -30,9 +38,14 @@ export interface BlobCacheOptions {
 
 /** Entries up to this size are read on the event loop, as the filesystem store reads small blobs. */
 const SYNC_HIT = 64 * 1024;
+/**
+ * Objects up to this size are filled in memory and checked and written on the
+ * event loop (SmallFill), as the filesystem store writes small files.
+ */
+const SMALL_FILL = 64 * 1024;
 /** Entries up to this size are read whole, checked and sent from one Buffer; larger ones are streamed. */
 const WHOLE_HIT = 1024 * 1024;
-/** Read size of the check pass over a large entry, and of its stream afterwards. */
+/** Read size of a streamed entry. */
 const HIT_CHUNK = 1024 * 1024;
 /**
  * How long a GET waits for another GET's fill of the same blob before it
@@ -53,9 +66,13 @@ const FOLLOW_WAIT_MS = 10_000;
  *   to its key, so nothing partial or unverified is ever served.
  * - Concurrent misses of one blob download it once: the first fills, the
  *   others wait for that fill (at most FOLLOW_WAIT_MS), then read the entry.
- * - A hit checks the entry's size and CRC-32 before its first byte is sent;
- *   an entry that is gone or damaged is dropped and read from the store, so
- *   the folder may be deleted or damaged at any moment.
+ * - A hit sends the entry's file as it is when that file is provably the one
+ *   whose bytes were checked (same inode, size and change time: see
+ *   stampOf()), which every entry filled by this process is. Any other (found
+ *   at start-up, or written to since) is checked against its content hash
+ *   before its first byte is sent. An entry that is gone or damaged is
+ *   dropped and read from the store, so the folder may be deleted or damaged
+ *   at any moment.
  * - Entries are per instance and survive restarts: the index is rebuilt from
  *   the folder listing (names and sizes, no file read).
  * - Deletes and replacements of an object drop its entry, so what a GET sends
@@ -90,7 +107,7 @@ export class CachingBlobStore implements BlobStore {
     let evicted = 0;
     for (const entry of entries) {
       for (const old of cache.index.add(entry)) {
-        await rm(cache.files.entryPath(old), { force: true });
+        await rm(cache.files.entryPath(old.hash), { force: true });
         evicted++;
       }
     }
@@ -198,10 +215,11 @@ export class CachingBlobStore implements BlobStore {
   private async hit(hash: string): Promise<BlobReader | null> {
     const entry = this.index.use(hash);
     if (!entry) return null;
-    const path = this.files.entryPath(entry);
+    const path = this.files.entryPath(hash);
     let reader: BlobReader | null;
     try {
-      reader = entry.size <= SYNC_HIT ? readSmall(path, entry) : await readChecked(path, entry);
+      const small = entry.size <= SYNC_HIT ? readSmall(path, entry) : 'unread';
+      reader = small === 'unread' ? await readChecked(path, entry) : small;
     } catch (err) {
       this.o.logger.warn(
         { err, hash, path },
@@ -221,6 +239,23 @@ export class CachingBlobStore implements BlobStore {
 
   /** Sends the store's bytes to the client through a fill, which becomes an entry if they check out. */
   private async fill(hash: string, reader: BlobReader, release: () => void): Promise<BlobReader> {
+    const kept = (done: Promise<unknown>) =>
+      void done
+        .catch((err: unknown) => this.o.logger.warn({ err, hash }, 'blob cache: fill not kept'))
+        .finally(release);
+    if (reader.size <= SMALL_FILL) {
+      if (Buffer.isBuffer(reader.body)) {
+        kept(this.keepSmall(hash, reader.body));
+        return reader;
+      }
+      const small = new SmallFill(reader.size);
+      kept(
+        small.done.then((bytes) =>
+          bytes ? this.keepSmall(hash, bytes) : this.abandoned(hash, 'cut off'),
+        ),
+      );
+      return { body: relay(reader.body, small), size: reader.size };
+    }
     let file: FileHandle;
     const path = this.files.fillPath(hash);
     try {
@@ -231,41 +266,54 @@ export class CachingBlobStore implements BlobStore {
       this.metrics?.fillsAbandoned.inc({ reason: 'disk' });
       return reader;
     }
-    const fill = new CacheFill(hash, reader.size, path, file, (reason) => {
-      const kind = reason.startsWith('cut off')
-        ? 'cut_off'
-        : reason.startsWith('writing')
-          ? 'disk'
-          : 'invalid';
-      this.metrics?.fillsAbandoned.inc({ reason: kind });
-      if (kind === 'cut_off') this.o.logger.debug({ hash, reason }, 'blob cache fill cut off');
-      else this.o.logger.warn({ hash, reason }, 'blob cache fill abandoned');
-    });
-    void fill.done
-      .then((filled) => this.adopt(filled))
-      .catch((err: unknown) => this.o.logger.warn({ err, hash }, 'blob cache: fill not kept'))
-      .finally(release);
+    const fill = new CacheFill(hash, reader.size, path, file, (reason) =>
+      this.abandoned(hash, reason),
+    );
+    kept(fill.done.then((filled) => this.adopt(filled)));
     if (Buffer.isBuffer(reader.body)) {
-      // Small objects the store read whole: the client gets the Buffer, the fill a copy of it.
+      // Objects the store read whole: the client gets the Buffer, the fill the same bytes.
       fill.end(reader.body);
       fill.resume();
       return reader;
     }
-    const source = reader.body;
-    // Either side failing ends both: a client gone stops the download, a store failure cuts the answer.
-    source.on('error', (err) => fill.destroy(err));
-    fill.on('close', () => {
-      if (!source.destroyed) source.destroy();
-    });
-    source.pipe(fill);
-    return { body: fill, size: reader.size };
+    return { body: relay(reader.body, fill), size: reader.size };
+  }
+
+  /** Checks a small object's bytes and writes its entry, on the event loop (see SmallFill). */
+  private async keepSmall(hash: string, bytes: Buffer): Promise<void> {
+    const wrong = checkBytes(bytes, hash);
+    if (wrong !== null) {
+      this.abandoned(hash, wrong);
+      return;
+    }
+    const path = this.files.fillPath(hash);
+    try {
+      writeFill(path, bytes, () => this.files.prepareSync(hash));
+    } catch (err) {
+      this.abandoned(hash, `writing the cache file: ${(err as Error).message}`);
+      rmSync(path, { force: true });
+      return;
+    }
+    await this.adopt({ hash, size: bytes.length, path });
+  }
+
+  /** Counts and logs a fill given up (client or store gone, bytes wrong, disk failing). */
+  private abandoned(hash: string, reason: string): void {
+    const kind = reason.startsWith('cut off')
+      ? 'cut_off'
+      : reason.startsWith('writing')
+        ? 'disk'
+        : 'invalid';
+    this.metrics?.fillsAbandoned.inc({ reason: kind });
+    if (kind === 'cut_off') this.o.logger.debug({ hash, reason }, 'blob cache fill cut off');
+    else this.o.logger.warn({ hash, reason }, 'blob cache fill abandoned');
   }
 
   /** A checked fill becomes an entry (evicting what no longer fits). */
   private async adopt(filled: FilledEntry | null): Promise<void> {
     if (!filled) return;
-    const entry: CacheEntry = { hash: filled.hash, size: filled.size, crc: filled.crc };
-    const target = this.files.entryPath(entry);
+    const entry: CacheEntry = { hash: filled.hash, size: filled.size };
+    const target = this.files.entryPath(entry.hash);
     try {
       await renameInto(filled.path, target, () => this.files.prepare(entry.hash));
     } catch (err) {
@@ -274,10 +322,13 @@ export class CachingBlobStore implements BlobStore {
       await rm(filled.path, { force: true }).catch(() => {});
       return;
     }
+    // Its bytes are the ones just checked while filling: stamped, a hit need not check them again.
+    const info = await stat(target).catch(() => null);
+    if (info) entry.stamp = stampOf(info);
     this.metrics?.fills.inc();
     for (const old of this.index.add(entry)) {
       this.metrics?.evictions.inc();
-      await rm(this.files.entryPath(old), { force: true }).catch((err: unknown) => {
+      await rm(this.files.entryPath(old.hash), { force: true }).catch((err: unknown) => {
         this.o.logger.warn({ err, hash: old.hash }, 'blob cache: cannot remove an evicted entry');
       });
     }
@@ -293,7 +344,7 @@ export class CachingBlobStore implements BlobStore {
     const entry = this.index.remove(hash);
     if (!entry) return;
     this.updateGauges();
-    await rm(this.files.entryPath(entry), { force: true }).catch((err: unknown) => {
+    await rm(this.files.entryPath(entry.hash), { force: true }).catch((err: unknown) => {
       this.o.logger.warn({ err, hash }, 'blob cache: cannot remove an entry');
     });
   }
@@ -304,8 +355,30 @@ export class CachingBlobStore implements BlobStore {
   }
 }
 
-/** A small entry, read and checked on the event loop; null if gone or damaged. */
-function readSmall(path: string, entry: CacheEntry): BlobReader | null {
+type FileFacts = Pick<Stats, 'ino' | 'size' | 'ctimeMs'>;
+
+/**
+ * Which file an entry's bytes were checked in: inode, size and change time.
+ * Any write to the file, a truncation or a replacement changes it (ctime
+ * cannot be set back from user space), so while it holds the bytes are the
+ * checked ones and a hit need not hash them again.
+ */
+function stampOf(info: FileFacts): string {
+  // ctimeMs keeps the nanoseconds to a fraction of a microsecond (a double of
+  // about 1.8e12 ms); the bigint form costs a dozen BigInts per hit.
+  return `${info.ino}:${info.size}:${info.ctimeMs}`;
+}
+
+/** Whether the entry's file is provably the one whose bytes were checked (see stampOf()). */
+function isStamped(entry: CacheEntry, info: FileFacts) {
+  return entry.stamp === stampOf(info);
+}
+
+/**
+ * A small entry already checked in this process, read on the event loop;
+ * null if gone, 'unread' if it has to be checked first (readChecked()).
+ */
+function readSmall(path: string, entry: CacheEntry): BlobReader | null | 'unread' {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -314,7 +387,8 @@ function readSmall(path: string, entry: CacheEntry): BlobReader | null {
     throw err;
   }
   try {
-    if (fstatSync(fd).size !== entry.size) return null;
+    const info = fstatSync(fd);
+    if (!isStamped(entry, info)) return 'unread';
     const body = Buffer.allocUnsafe(entry.size);
     let done = 0;
     while (done < entry.size) {
@@ -322,16 +396,17 @@ function readSmall(path: string, entry: CacheEntry): BlobReader | null {
       if (n === 0) return null;
       done += n;
     }
-    return crc32(body) >>> 0 === entry.crc ? { body, size: entry.size } : null;
+    return { body, size: entry.size };
   } finally {
     closeSync(fd);
   }
 }
 
 /**
- * A larger entry: read whole (up to WHOLE_HIT) or read through once to check
- * it and then streamed from the same descriptor, so that a damaged entry is
- * found before the first byte is sent. Null if gone or damaged.
+ * An entry read whole (up to WHOLE_HIT) or streamed. One whose file is not
+ * provably the one already checked (found at start-up, or changed since) is
+ * checked against its content hash first, before its first byte is sent,
+ * and stamped. Null if gone or damaged.
  */
 async function readChecked(path: string, entry: CacheEntry): Promise<BlobReader | null> {
   let file: FileHandle;
@@ -343,28 +418,56 @@ async function readChecked(path: string, entry: CacheEntry): Promise<BlobReader 
   }
   let owned = true;
   try {
-    if ((await file.stat()).size !== entry.size) return null;
-    const whole = entry.size <= WHOLE_HIT;
-    const buffer = Buffer.allocUnsafe(whole ? entry.size : HIT_CHUNK);
-    let crc = 0;
-    let done = 0;
-    while (done < entry.size) {
-      const want = whole ? entry.size - done : Math.min(HIT_CHUNK, entry.size - done);
-      const { bytesRead } = await file.read(buffer, whole ? done : 0, want, done);
-      if (bytesRead === 0) return null;
-      crc = crc32(
-        whole ? buffer.subarray(done, done + bytesRead) : buffer.subarray(0, bytesRead),
-        crc,
-      );
-      done += bytesRead;
+    const info = await file.stat();
+    if (info.size !== entry.size) return null;
+    if (!isStamped(entry, info)) {
+      if ((await checkFile(file, entry.size, entry.hash)) !== null) return null;
+      entry.stamp = stampOf(info);
     }
-    if (crc >>> 0 !== entry.crc) return null;
-    if (whole) return { body: buffer, size: entry.size };
+    if (entry.size <= WHOLE_HIT) {
+      const body = Buffer.allocUnsafe(entry.size);
+      return (await readInto(file, body)) === entry.size ? { body, size: entry.size } : null;
+    }
     owned = false;
     const body = file.createReadStream({ start: 0, end: entry.size - 1, highWaterMark: HIT_CHUNK });
     return { body, size: entry.size };
   } finally {
     if (owned) await file.close().catch(() => {});
+  }
+}
+
+/** Reads from the start of `file` into all of `buffer`; answers the bytes read (fewer at its end). */
+async function readInto(file: FileHandle, buffer: Buffer): Promise<number> {
+  let done = 0;
+  while (done < buffer.length) {
+    const { bytesRead } = await file.read(buffer, done, buffer.length - done, done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+/**
+ * The store's stream through `fill` to the client. Either side failing ends
+ * both: a client gone stops the download, a store failure cuts the answer.
+ */
+function relay(source: Readable, fill: Transform): Transform {
+  source.on('error', (err) => fill.destroy(err));
+  fill.on('close', () => {
+    if (!source.destroyed) source.destroy();
+  });
+  source.pipe(fill);
+  return fill;
+}
+
+/** Writes a small fill file on the event loop, creating the cache's folders if they are missing. */
+function writeFill(path: string, bytes: Buffer, prepare: () => void): void {
+  try {
+    writeFileSync(path, bytes, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    prepare();
+    writeFileSync(path, bytes, { flag: 'wx' });
   }
 }
 

@@ -16,8 +16,16 @@ export function blobKey(hash: string, depth: number): string {
 
 /** The hash a key names if the key follows the layout at `depth`, else null. */
 export function hashOfKey(key: string, depth: number): string | null {
-  const parts = key.split('/');
-  const hash = parts[parts.length - 1] ?? '';
-  if (parts.length !== depth + 1 || !SHA256_HEX.test(hash)) return null;
-  return blobKey(hash, depth) === key ? hash : null;
+  // Checked in place, without splitting or rebuilding the key: the blob
+  // cache asks this on every GET.
+  if (key.length !== 3 * depth + 64) return null;
+  const hash = key.slice(3 * depth);
+  if (!SHA256_HEX.test(hash)) return null;
+  for (let i = 0; i < depth; i++) {
+    const at = 3 * i;
+    if (key[at + 2] !== '/' || key[at] !== hash[2 * i] || key[at + 1] !== hash[2 * i + 1]) {
+      return null;
+    }
+  }
+  return hash;
 }

@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
+import { createGunzip, type Gunzip, gunzipSync } from 'node:zlib';
+
+/** Inflated only to be hashed and dropped: a few pieces of this size per check in memory. */
+const VERIFY_CHUNK = 256 * 1024;
+/** Read size when checking an entry's file. */
+const READ_CHUNK = 1024 * 1024;
+/**
+ * checkBytes() inflates at most this much on the event loop; a small object
+ * whose content is larger (highly compressible) is not worth blocking for.
+ */
+const SYNC_INFLATE_MAX = 4 * 1024 * 1024;
+
+/**
+ * Checks stored bytes, given piece by piece, against the content hash their
+ * key names: inflated, they must be one whole gzip stream (nothing after it)
+ * whose content hashes to `hash`. Inflating runs on the thread pool; the
+ * caller waits for write() before giving the next piece, so memory stays a
+ * piece or two.
+ */
+export class ContentCheck {
+  private readonly gunzip = createGunzip({ chunkSize: VERIFY_CHUNK });
+  private readonly sha = createHash('sha256');
+  private received = 0;
+  private error: Error | null = null;
+  /** Resolves a write waiting for the inflater to drain, should it fail instead. */
+  private drained: (() => void) | null = null;
+
+  constructor(private readonly hash: string) {
+    this.gunzip.on('data', (chunk: Buffer) => this.sha.update(chunk));
+    this.gunzip.on('error', (err: Error) => {
+      this.error = err;
+      this.drained?.();
+    });
+  }
+
+  write(bytes: Buffer): Promise<void> {
+    this.received += bytes.length;
+    if (this.error || this.gunzip.write(bytes)) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = () => {
+        this.drained = null;
+        resolve();
+      };
+      this.gunzip.once('drain', this.drained);
+    });
+  }
+
+  /** Null when the bytes were that content, else what was wrong with them. */
+  async finish(): Promise<string | null> {
+    if (!this.error) {
+      this.gunzip.end();
+      await finished(this.gunzip).catch((err: Error) => {
+        this.error ??= err;
+      });
+    }
+    if (this.error) return `not a valid gzip stream: ${this.error.message}`;
+    if (this.gunzip.bytesWritten < this.received) return 'trailing data after the gzip stream';
+    if (this.sha.digest('hex') !== this.hash) return 'content does not hash to its key';
+    return null;
+  }
+
+  destroy(): void {
+    this.gunzip.destroy();
+  }
+}
+
+/** Checks the first `size` bytes of `file` against `hash` (see ContentCheck); null when they are right. */
+export async function checkFile(
+  file: FileHandle,
+  size: number,
+  hash: string,
+): Promise<string | null> {
+  const check = new ContentCheck(hash);
+  try {
+    let done = 0;
+    while (done < size) {
+      // A fresh buffer each time: the inflater may still hold the previous one.
+      const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - done));
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, done);
+      if (bytesRead === 0) return `${done} bytes of ${size}`;
+      await check.write(buffer.subarray(0, bytesRead));
+      done += bytesRead;
+    }
+    return await check.finish();
+  } finally {
+    check.destroy();
+  }
+}
+
+/**
+ * checkFile() for a few KiB already in memory, on the event loop: null when
+ * right, else what is wrong ('too large' when the content is over
+ * SYNC_INFLATE_MAX and was not checked).
+ */
+export function checkBytes(bytes: Buffer, hash: string): string | null {
+  let inflated: { buffer: Buffer; engine: Gunzip };
+  try {
+    // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
+    inflated = gunzipSync(bytes, { info: true, maxOutputLength: SYNC_INFLATE_MAX }) as unknown as {
+      buffer: Buffer;
+      engine: Gunzip;
+    };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return 'too large';
+    return `not a valid gzip stream: ${(err as Error).message}`;
+  }
+  if (inflated.engine.bytesWritten < bytes.length) return 'trailing data after the gzip stream';
+  if (createHash('sha256').update(inflated.buffer).digest('hex') !== hash) {
+    return 'content does not hash to its key';
+  }
+  return null;
+}

@@ -1,0 +1,157 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CacheIndex } from '../../src/blobcache/index.js';
+import { CachingBlobStore } from '../../src/blobcache/store.js';
+import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
+import { blobKey } from '../../src/dedup/keys.js';
+import { makeTempDir } from '../support/tmp.js';
+
+const hashOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const entry = (i: number, size: number) => ({ hash: i.toString(16).padStart(64, '0'), size });
+
+describe('CacheIndex', () => {
+  it('evicts the least recently used entries to stay under the bound', () => {
+    const index = new CacheIndex(300, 100);
+    for (const i of [1, 2, 3]) expect(index.add(entry(i, 100))).toEqual([]);
+    index.use(entry(1, 100).hash); // 2 is now the least recently used
+    expect(index.add(entry(4, 100)).map((e) => e.hash)).toEqual([entry(2, 100).hash]);
+    expect(index.bytes).toBe(300);
+    expect(index.count).toBe(3);
+    expect(index.has(entry(2, 100).hash)).toBe(false);
+  });
+
+  it('admits freely while there is room; once full, only a blob missed before', () => {
+    const index = new CacheIndex(200, 100);
+    const a = entry(1, 100);
+    const b = entry(2, 100);
+    const c = entry(3, 100);
+    expect(index.admit(a.hash, a.size)).toBe(true);
+    index.add(a);
+    expect(index.admit(b.hash, b.size)).toBe(true);
+    index.add(b);
+    // Full: a first miss of c passes through, the second is let in.
+    expect(index.admit(c.hash, c.size)).toBe(false);
+    expect(index.admit(c.hash, c.size)).toBe(true);
+    // Too large for an entry, or already there: never.
+    expect(index.admit(entry(4, 101).hash, 101)).toBe(false);
+    expect(index.admit(a.hash, a.size)).toBe(false);
+  });
+
+  it('forgets removed entries', () => {
+    const index = new CacheIndex(300, 100);
+    index.add(entry(1, 60));
+    index.add(entry(2, 40));
+    expect(index.remove(entry(1, 60).hash)?.size).toBe(60);
+    expect(index.remove(entry(1, 60).hash)).toBeUndefined();
+    expect(index.bytes).toBe(40);
+    expect(index.use(entry(1, 60).hash)).toBeUndefined();
+  });
+});
+
+async function readAll(body: Readable | Buffer): Promise<Buffer> {
+  if (Buffer.isBuffer(body)) return body;
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function entriesIn(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const shard of await readdir(join(dir, 'entries')).catch(() => [])) {
+    out.push(...(await readdir(join(dir, 'entries', shard))));
+  }
+  return out;
+}
+
+/**
+ * The cache over a store that hands small objects over as a Buffer (the
+ * filesystem store), which S3 never does: the fill then works on a copy.
+ */
+describe('CachingBlobStore over a store that answers Buffers', () => {
+  let tmp: { path: string; remove(): Promise<void> };
+  let cache: CachingBlobStore;
+  let registry: Registry;
+
+  beforeEach(async () => {
+    tmp = await makeTempDir();
+    registry = new Registry();
+    cache = await CachingBlobStore.open(await FilesystemBlobStore.open(join(tmp.path, 'blobs')), {
+      dir: join(tmp.path, 'cache'),
+      maxBytes: 1024 * 1024,
+      maxEntryBytes: 1024 * 1024,
+      keyDepth: 2,
+      logger: pino({ level: 'silent' }),
+      registry,
+    });
+  });
+  afterEach(async () => {
+    await cache.close();
+    await tmp.remove();
+  });
+
+  const metric = async (name: string, labels = '') => {
+    const line = (await registry.metrics())
+      .split('\n')
+      .find((l) => l.startsWith(`${name}${labels} `));
+    return line ? Number(line.split(' ')[1]) : 0;
+  };
+
+  it('fills from a Buffer and answers hits with the same bytes', async () => {
+    const content = randomBytes(2000);
+    const stored = gzipSync(content);
+    const key = blobKey(hashOf(content), 2);
+    await cache.put(key, stored, { size: stored.length });
+    const miss = await cache.get(key);
+    expect(miss && (await readAll(miss.body)).equals(stored)).toBe(true);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
+    const hit = await cache.get(key);
+    expect(hit && Buffer.isBuffer(hit.body) && hit.body.equals(stored)).toBe(true);
+    expect(await metric('s3dedup_cache_hits_total')).toBe(1);
+    expect(await metric('s3dedup_cache_misses_total')).toBe(1);
+    expect(await metric('s3dedup_cache_hit_bytes_total')).toBe(stored.length);
+  });
+
+  it('keeps nothing whose content does not hash to its key, and still answers the store’s bytes', async () => {
+    const content = randomBytes(2000);
+    const stored = gzipSync(content);
+    // Under another content's key (a damaged object in the store).
+    const key = blobKey(hashOf(randomBytes(10)), 2);
+    await cache.put(key, stored, { size: stored.length });
+    for (let i = 0; i < 2; i++) {
+      const got = await cache.get(key);
+      expect(got && (await readAll(got.body)).equals(stored)).toBe(true);
+      await expect
+        .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="invalid"}'))
+        .toBe(i + 1);
+    }
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+    expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
+  });
+
+  it('keeps nothing that is not one whole gzip stream', async () => {
+    const content = randomBytes(2000);
+    const key = blobKey(hashOf(content), 2);
+    const trailing = Buffer.concat([gzipSync(content), Buffer.from([0, 0])]);
+    await cache.put(key, trailing, { size: trailing.length });
+    const got = await cache.get(key);
+    expect(got && (await readAll(got.body)).equals(trailing)).toBe(true);
+    await expect
+      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="invalid"}'))
+      .toBe(1);
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+  });
+
+  it('passes keys outside the blob layout through, uncached', async () => {
+    await cache.put('not/a/blob', Buffer.from('x'), { size: 1 });
+    const got = await cache.get('not/a/blob');
+    expect(got && (await readAll(got.body)).toString()).toBe('x');
+    expect(await metric('s3dedup_cache_misses_total')).toBe(0);
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+  });
+});

@@ -43,7 +43,7 @@ const SYNC_HIT = 64 * 1024;
  * event loop (SmallFill), as the filesystem store writes small files.
  */
 const SMALL_FILL = 64 * 1024;
-/** Entries up to this size are read whole, checked and sent from one Buffer; larger ones are streamed. */
+/** Entries up to this size are read whole and sent from one Buffer; larger ones are streamed. */
 const WHOLE_HIT = 1024 * 1024;
 /** Read size of a streamed entry. */
 const HIT_CHUNK = 1024 * 1024;
@@ -259,7 +259,10 @@ export class CachingBlobStore implements BlobStore {
     let file: FileHandle;
     const path = this.files.fillPath(hash);
     try {
-      file = await openFill(path, () => this.files.prepare(hash));
+      file = await inFolders(
+        () => open(path, 'wx'),
+        () => this.files.prepare(hash),
+      );
     } catch (err) {
       release();
       this.o.logger.warn({ err, dir: this.o.dir }, 'blob cache: cannot create a fill file');
@@ -281,7 +284,7 @@ export class CachingBlobStore implements BlobStore {
 
   /** Checks a small object's bytes and writes its entry, on the event loop (see SmallFill). */
   private async keepSmall(hash: string, bytes: Buffer): Promise<void> {
-    const wrong = checkBytes(bytes, hash);
+    const wrong = await checkBytes(bytes, hash);
     if (wrong !== null) {
       this.abandoned(hash, wrong);
       return;
@@ -315,7 +318,10 @@ export class CachingBlobStore implements BlobStore {
     const entry: CacheEntry = { hash: filled.hash, size: filled.size };
     const target = this.files.entryPath(entry.hash);
     try {
-      await renameInto(filled.path, target, () => this.files.prepare(entry.hash));
+      await inFolders(
+        () => rename(filled.path, target),
+        () => this.files.prepare(entry.hash),
+      );
     } catch (err) {
       this.o.logger.warn({ err, dir: this.o.dir }, 'blob cache: cannot keep a checked fill');
       this.metrics?.fillsAbandoned.inc({ reason: 'disk' });
@@ -460,7 +466,7 @@ function relay(source: Readable, fill: Transform): Transform {
   return fill;
 }
 
-/** Writes a small fill file on the event loop, creating the cache's folders if they are missing. */
+/** Writes a small fill file on the event loop; inFolders() for its folders. */
 function writeFill(path: string, bytes: Buffer, prepare: () => void): void {
   try {
     writeFileSync(path, bytes, { flag: 'wx' });
@@ -471,24 +477,17 @@ function writeFill(path: string, bytes: Buffer, prepare: () => void): void {
   }
 }
 
-/** Opens a new fill file, creating the cache's folders first if they are missing (deleted under us). */
-async function openFill(path: string, prepare: () => Promise<void>): Promise<FileHandle> {
+/**
+ * Runs `op`, and once more after creating the cache's folders if it failed
+ * for want of one (the folder was deleted under us).
+ */
+async function inFolders<T>(op: () => Promise<T>, prepare: () => Promise<void>): Promise<T> {
   try {
-    return await open(path, 'wx');
+    return await op();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await prepare();
-    return open(path, 'wx');
-  }
-}
-
-async function renameInto(from: string, to: string, prepare: () => Promise<void>): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await prepare();
-    await rename(from, to);
+    return op();
   }
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { createGunzip, type Gunzip, gunzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
+import { gunzipBounded } from '../dedup/body-readers.js';
 
 /** Inflated only to be hashed and dropped: a few pieces of this size per check in memory. */
 const VERIFY_CHUNK = 256 * 1024;
@@ -9,7 +10,7 @@ const VERIFY_CHUNK = 256 * 1024;
 const READ_CHUNK = 1024 * 1024;
 /**
  * checkBytes() inflates at most this much on the event loop; a small object
- * whose content is larger (highly compressible) is not worth blocking for.
+ * whose content is larger (highly compressible) is not worth blocking it for.
  */
 const SYNC_INFLATE_MAX = 4 * 1024 * 1024;
 
@@ -91,24 +92,28 @@ export async function checkFile(
 }
 
 /**
- * checkFile() for a few KiB already in memory, on the event loop: null when
- * right, else what is wrong ('too large' when the content is over
- * SYNC_INFLATE_MAX and was not checked).
+ * checkFile() for a few KiB already in memory: null when right, else what is
+ * wrong. Inflated on the event loop, unless the content turns out larger
+ * than SYNC_INFLATE_MAX (highly compressible): that is checked on the pool.
  */
-export function checkBytes(bytes: Buffer, hash: string): string | null {
-  let inflated: { buffer: Buffer; engine: Gunzip };
+export async function checkBytes(bytes: Buffer, hash: string): Promise<string | null> {
+  let inflated: ReturnType<typeof gunzipBounded>;
   try {
-    // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
-    inflated = gunzipSync(bytes, { info: true, maxOutputLength: SYNC_INFLATE_MAX }) as unknown as {
-      buffer: Buffer;
-      engine: Gunzip;
-    };
+    inflated = gunzipBounded(bytes, SYNC_INFLATE_MAX);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return 'too large';
     return `not a valid gzip stream: ${(err as Error).message}`;
   }
-  if (inflated.engine.bytesWritten < bytes.length) return 'trailing data after the gzip stream';
-  if (createHash('sha256').update(inflated.buffer).digest('hex') !== hash) {
+  if (inflated === null) {
+    const check = new ContentCheck(hash);
+    try {
+      await check.write(bytes);
+      return await check.finish();
+    } finally {
+      check.destroy();
+    }
+  }
+  if (inflated.consumed < bytes.length) return 'trailing data after the gzip stream';
+  if (createHash('sha256').update(inflated.content).digest('hex') !== hash) {
     return 'content does not hash to its key';
   }
   return null;

@@ -71,19 +71,38 @@ export async function checkBuffer(
 
 /** The content of a small gzip body, or null when it inflates past SYNC_INFLATE. */
 function inflateSmall(body: Buffer): Buffer | null {
+  let inflated: ReturnType<typeof gunzipBounded>;
+  try {
+    inflated = gunzipBounded(body, SYNC_INFLATE);
+  } catch (err) {
+    throw classify(err, 'gzip', undefined);
+  }
+  if (inflated === null) return null;
+  if (inflated.consumed < body.length) throw trailingData(body.length - inflated.consumed);
+  return inflated.content;
+}
+
+/**
+ * gunzipSync of at most `max` bytes of content: the content and how many of
+ * the given bytes the gzip stream took (fewer: trailing data), or null when
+ * the content is larger than `max`. zlib's errors are thrown as they are.
+ */
+export function gunzipBounded(
+  body: Buffer,
+  max: number,
+): { content: Buffer; consumed: number } | null {
   let inflated: { buffer: Buffer; engine: Gunzip };
   try {
     // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
-    inflated = gunzipSync(body, { info: true, maxOutputLength: SYNC_INFLATE }) as unknown as {
+    inflated = gunzipSync(body, { info: true, maxOutputLength: max }) as unknown as {
       buffer: Buffer;
       engine: Gunzip;
     };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
-    throw classify(err, 'gzip', undefined);
+    throw err;
   }
-  checkGzipComplete(inflated.engine, body.length);
-  return inflated.buffer;
+  return { content: inflated.buffer, consumed: inflated.engine.bytesWritten };
 }
 
 /**
@@ -194,8 +213,11 @@ export function readWhole(body: Readable, length: number, signal?: AbortSignal):
  */
 function checkGzipComplete(gunzip: Gunzip, received: number): void {
   const consumed = gunzip.bytesWritten;
-  if (consumed < received)
-    throw invalidGzip(`${received - consumed} bytes of trailing data after the gzip stream`);
+  if (consumed < received) throw trailingData(received - consumed);
+}
+
+function trailingData(bytes: number): AppError {
+  return invalidGzip(`${bytes} bytes of trailing data after the gzip stream`);
 }
 
 function classify(err: unknown, encoding: BodyEncoding, signal: AbortSignal | undefined): unknown {

@@ -90,6 +90,14 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   files are often read through another instance than the one that wrote them.
   CPU "server" is then the three instances together, and peak RSS the
   largest of them. SPEC §9 sets no target for it.
+  (${labels.hot}) the ${medium.count} files of (b) and the ${small.count} of (a)
+  uploaded (not timed), then read again and again, as judging machines read
+  a problem's tests for every submission; the first pass and the later ones
+  are reported apart. \`s3 (radosgw) + CACHE_DIR\` is the S3 store with the
+  blob cache on (\`docs/blob-cache.md\`, default size, on the same disk as
+  the filesystem store): its first pass fills the cache, the later ones hit.
+  Hot reads are compared with the filesystem store's (target 0.9x), first
+  reads with the S3 store's without the cache (target 1.0x).
 - **Memory**: peak RSS (VmHWM from \`/proc/PID/status\`) of the server
   process, which is restarted for every scenario so each peak is that
   scenario's own (warm-up included).

@@ -64,11 +64,14 @@ export class CacheFiles {
       } catch {
         continue;
       }
-      for (const name of names) {
-        const path = join(shardDir, name);
-        const info = await stat(path).catch(() => null);
+      // A shard's entries stated at once rather than one round trip after another.
+      const infos = await Promise.all(
+        names.map((name) => stat(join(shardDir, name)).catch(() => null)),
+      );
+      for (const [i, name] of names.entries()) {
+        const info = infos[i];
         if (!SHA256_HEX.test(name) || name.slice(0, 2) !== shard || !info?.isFile()) {
-          await rm(path, { recursive: true, force: true });
+          await rm(join(shardDir, name), { recursive: true, force: true });
           removed++;
           continue;
         }

@@ -357,6 +357,15 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     }
   });
 
+  it('a CACHE_DIR that cannot be a folder stops start-up with a message that names it', async () => {
+    const notAFolder = join(scratch.path, 'a-file');
+    await writeFile(notAFolder, 'x');
+    await expect(startCached(notAFolder)).rejects.toThrow(
+      new RegExp(`CACHE_DIR ${notAFolder}: .*(ENOTDIR|EEXIST)`),
+    );
+    expect(await readFile(notAFolder, 'utf8')).toBe('x');
+  });
+
   it('a fill cut off by an S3 failure leaves no entry; the next GET fills it', async () => {
     const proxy = await faultProxy(inject('s3').endpoint);
     const dir = freshDir();

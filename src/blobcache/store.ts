@@ -206,7 +206,7 @@ export class CachingBlobStore implements BlobStore {
     await this.inner.close();
   }
 
-  /** Bytes and entries held now (for tests and the stats output). */
+  /** Bytes and entries the index holds now (what the gauges show). */
   get usage(): { bytes: number; entries: number } {
     return { bytes: this.index.bytes, entries: this.index.count };
   }

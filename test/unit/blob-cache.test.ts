@@ -147,6 +147,28 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
   });
 
+  it('drops the entry of an object that is replaced or deleted, so GETs stay the store’s bytes', async () => {
+    const content = randomBytes(2000);
+    const key = blobKey(hashOf(content), 2);
+    const first = gzipSync(content, { level: 1 });
+    const second = gzipSync(content, { level: 9 });
+    expect(second.equals(first)).toBe(false);
+    await cache.put(key, first, { size: first.length });
+    await cache.get(key);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
+    // Restored after damage: the store's object is replaced, with other gzip bytes.
+    await cache.put(key, second, { size: second.length, beforeCommit: async () => 'replace' });
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+    const got = await cache.get(key);
+    expect(got && (await readAll(got.body)).equals(second)).toBe(true);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
+    // The cleaner deletes in batches.
+    await cache.deleteMany([key]);
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+    expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
+    expect(await cache.get(key)).toBeNull();
+  });
+
   it('passes keys outside the blob layout through, uncached', async () => {
     await cache.put('not/a/blob', Buffer.from('x'), { size: 1 });
     const got = await cache.get('not/a/blob');

@@ -60,8 +60,15 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   \`sendfile on\`, a \`/version\` location, \`worker_processes auto\`, access log
   off), receiving and serving the same requests from the same client: the
   filesystem store's reference, a server that stores the client's bytes
-  without checking or fsyncing them (scenarios a-c; "vs nginx" rows). Within
-  a scenario the targets go in an order that rotates from run to run.
+  without checking or fsyncing them (scenarios a-c; "vs nginx" rows).
+  \`bare relay to radosgw\` (scenario b only): \`bench/relay.ts\`, a Node
+  server that reads a PUT's body whole and sends it with one PutObject, and
+  pipes GetObject back, with the S3 client set up as s3dedup's; no checks, no
+  metadata. It is the floor for s3dedup's CPU per byte through S3: the
+  "server CPU s/GB" rows are the server process's CPU seconds per 10^9 body
+  bytes moved, a figure that depends much less on the two cores' contention
+  than MB/s does (target for s3dedup on S3: at most 1.3x the relay's).
+  Within a scenario the targets go in an order that rotates from run to run.
 - **Requests** are shaped like the Python Filetracker client's: gzip level 9
   body, \`SHA256-Checksum\`, \`Logical-Size\`, \`last_modified\` as a
   urlencoded RFC 2822 date, python-requests' headers, keep-alive connections;

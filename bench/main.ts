@@ -49,7 +49,9 @@ function targetOrder(scenario: ScenarioId, run: number): Store[] {
         ? ['baseline', 'filesystem', 's3']
         : scenario === 'hot'
           ? ['filesystem', 's3', 's3-cache']
-          : ['baseline', 'nginx', 'filesystem', 's3'];
+          : scenario === 'medium'
+            ? ['baseline', 'nginx', 'filesystem', 's3', 'relay']
+            : ['baseline', 'nginx', 'filesystem', 's3'];
   return order.map((_, i) => order[(i + run) % order.length] as Store);
 }
 

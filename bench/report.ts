@@ -7,6 +7,7 @@ type Goal =
   | { kind: 'atLeast'; value: number }
   | { kind: 'atMost'; value: number }
   | { kind: 'ratioAtLeast'; value: number }
+  | { kind: 'ratioAtMost'; value: number }
   | { kind: 'equals'; value: number };
 
 interface RowSpec {
@@ -212,6 +213,24 @@ function rowSpecs(): RowSpec[] {
     );
   }
   rows.push(hot('s3-cache', METRIC.peakRss));
+  // CPU per byte through S3 (issue #15): s3dedup against the bare relay to the
+  // same radosgw; the filesystem store and nginx for scale.
+  for (const metric of [METRIC.putCpuPerGB, METRIC.getCpuPerGB]) {
+    rows.push(
+      { scenario: 'medium', store: 'relay', metric },
+      { scenario: 'medium', store: 'nginx', metric },
+      { scenario: 'medium', store: 'filesystem', metric },
+      {
+        scenario: 'medium',
+        store: 's3',
+        metric,
+        label: `${metric} vs bare relay`,
+        baseline: metric,
+        against: 'relay',
+        goal: { kind: 'ratioAtMost', value: 1.3 },
+      },
+    );
+  }
   // SPEC §9 sets no target here; the figures show what shared metadata and
   // locks cost, and what a second and third instance bring, on this machine.
   for (const store of ['pg1-fs', 'pg3-fs', 'pg1', 'pg3'] as const) {
@@ -249,7 +268,7 @@ export function scenarioLabels(config: BenchConfig): Record<ScenarioId, string> 
 }
 
 function digitsOf(metric: string): number {
-  if (metric.includes('ms')) return 2;
+  if (metric.includes('ms') || metric.includes('s/GB')) return 2;
   if (metric.includes('MB')) return 1;
   return 0;
 }
@@ -271,6 +290,8 @@ function goalText(goal: Goal | undefined): string {
       return `<= ${format(goal.value, 0)}`;
     case 'ratioAtLeast':
       return `>= ${goal.value}x`;
+    case 'ratioAtMost':
+      return `<= ${goal.value}x`;
     case 'equals':
       return `= ${goal.value} in every run`;
   }
@@ -284,6 +305,8 @@ function isMet(goal: Goal, value: number, ratio: number): boolean {
       return value <= goal.value;
     case 'ratioAtLeast':
       return ratio >= goal.value;
+    case 'ratioAtMost':
+      return ratio <= goal.value;
     case 'equals':
       return value === goal.value;
   }

@@ -15,6 +15,8 @@ export const METRIC = {
   putMBs: 'PUT MB/s',
   putMultipartMBs: 'PUT MB/s, multipart',
   getMBs: 'GET MB/s',
+  putCpuPerGB: 'server CPU s/GB, PUT',
+  getCpuPerGB: 'server CPU s/GB, GET',
   reuploadOps: 're-upload PUT ops/s',
   reuploadS3Writes: 'S3 PUT+POST requests during re-upload',
   reuploadS3Requests: 'S3 requests (any method) during re-upload',
@@ -189,17 +191,28 @@ async function medium(a: ScenarioArgs): Promise<void> {
   const { target } = a.subject;
   const bytes = files.reduce((sum, f) => sum + f.body.length, 0);
   const name = (i: number) => `bench/medium/${i}.bin`;
+  // The server's CPU seconds per GB moved (issue #15), right after the phase
+  // it accounts: unlike MB/s, it hardly depends on what else the two cores run.
+  const cpuPerGB = (t: Timed) =>
+    ((a.ctx.cpu.at(-1)?.use.server ?? Number.NaN) * (t.elapsedMs / 1000)) / (bytes / 1e9);
   const put = await a.phase('PUT', () =>
     runConcurrent(count, concurrency, (i) => target.put(name(i), item(files, i))),
   );
+  const putCpu = cpuPerGB(put);
   const get = await a.phase('GET', () =>
     runConcurrent(count, concurrency, (i) => target.get(name(i), item(files, i))),
   );
+  const getCpu = cpuPerGB(get);
   const putMBs = bytes / MB / (put.elapsedMs / 1000);
   const getMBs = bytes / MB / (get.elapsedMs / 1000);
   a.record(METRIC.putMBs, putMBs);
   a.record(METRIC.getMBs, getMBs);
   a.notes.push(`PUT ${fmt(putMBs, 1)} MB/s`, `GET ${fmt(getMBs, 1)} MB/s`);
+  if (a.subject.servers.length > 0 || a.subject.store === 'nginx') {
+    a.record(METRIC.putCpuPerGB, putCpu);
+    a.record(METRIC.getCpuPerGB, getCpu);
+    a.notes.push(`server CPU ${fmt(putCpu, 1)} s/GB PUT, ${fmt(getCpu, 1)} s/GB GET`);
+  }
 }
 
 /**

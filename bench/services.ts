@@ -32,6 +32,8 @@ export const ROOT = (() => {
 })();
 
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+/** The bench's bare relay (bench/relay.ts), compiled beside this file. */
+export const RELAY = join(ROOT, 'dist', 'bench', 'bench', 'relay.js');
 
 // ---------------------------------------------------------------------------
 // Cleanup. Everything the benchmark starts is registered here and undone on
@@ -218,11 +220,13 @@ export interface ServerProcess {
 export async function startServer(
   env: Record<string, string>,
   nodeArgs: string[] = [],
+  /** Another script that logs the same `listening` line: the bench's bare relay. */
+  script: { path: string; args: string[] } = { path: CLI, args: ['server'] },
 ): Promise<ServerProcess> {
   // With the flags of the CLI's shebang, as users run it (see cliNodeFlags).
   const child: ChildProcess = spawn(
     process.execPath,
-    [...cliNodeFlags(CLI), ...nodeArgs, CLI, 'server'],
+    [...cliNodeFlags(CLI), ...nodeArgs, script.path, ...script.args],
     {
       env: {
         PATH: process.env.PATH ?? '',

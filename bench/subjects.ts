@@ -7,6 +7,7 @@ import { createBucket, dropBucket, uniqueBucket } from './s3.js';
 import {
   type Ceph,
   type Postgres,
+  RELAY,
   type ServerProcess,
   startNginx,
   startServer,
@@ -21,7 +22,9 @@ import { DirectS3Target, FiletrackerTarget, RoundRobinTarget, type Target } from
  * `pg1` / `pg3`: one or three s3dedup instances sharing PostgreSQL metadata
  * and locks and one S3 bucket (the multi-instance deployment); `pg1-fs` /
  * `pg3-fs` the same over one shared blob folder, which shows the cost of
- * PostgreSQL itself without radosgw's latency in every request.
+ * PostgreSQL itself without radosgw's latency in every request; `relay`: a
+ * bare relay to the same radosgw (bench/relay.ts), the floor for s3dedup's
+ * CPU per byte through S3.
  */
 export type Store =
   | 'filesystem'
@@ -29,6 +32,7 @@ export type Store =
   | 's3-cache'
   | 'baseline'
   | 'nginx'
+  | 'relay'
   | 'pg1'
   | 'pg3'
   | 'pg1-fs'
@@ -46,6 +50,7 @@ const POSTGRES_STORES: Partial<Record<Store, { instances: number; blobs: 'filesy
 export const STORE_LABELS: Record<Store, string> = {
   baseline: 'direct S3 (baseline)',
   nginx: 'nginx (plain file server)',
+  relay: 'bare relay to radosgw',
   filesystem: 'filesystem',
   s3: 's3 (radosgw)',
   's3-cache': 's3 (radosgw) + CACHE_DIR',
@@ -139,6 +144,36 @@ export async function openSubject(
     };
   }
 
+  if (store === 'relay') {
+    const bucket = uniqueBucket('relay');
+    await createBucket(s3, bucket);
+    const relay = await startServer(
+      {
+        S3_ENDPOINT: ceph.endpoint,
+        S3_ACCESS_KEY: ceph.accessKey,
+        S3_SECRET_KEY: ceph.secretKey,
+        BUCKET_NAME: bucket,
+      },
+      [],
+      { path: RELAY, args: [] },
+    ).catch(async (err: unknown) => {
+      await giveBack(bucket);
+      throw err;
+    });
+    const target = new FiletrackerTarget(relay.url, deps.version, connections);
+    return {
+      store,
+      target,
+      servers: [relay],
+      pids: { server: relay.pid, ...cephPids },
+      close: async () => {
+        await target.close();
+        await relay.stop();
+        await giveBack(bucket);
+      },
+    };
+  }
+
   const dir = tempDir(store);
   const env: Record<string, string> = {
     KVSTORAGE_TYPE: 'sqlite',
@@ -174,6 +209,9 @@ export async function openSubject(
   } else {
     bucket = uniqueBucket('s3dedup');
     if (options.countS3) proxy = await countingProxy(ceph.endpoint);
+    // BENCH_S3_PAYLOAD_SIGNING=unsigned measures what HTTPS endpoints get by default.
+    const signing = process.env.BENCH_S3_PAYLOAD_SIGNING;
+    if (signing) env.S3_PAYLOAD_SIGNING = signing;
     Object.assign(env, {
       STORAGE_TYPE: 's3',
       S3_ENDPOINT: proxy?.url ?? ceph.endpoint,

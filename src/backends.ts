@@ -122,6 +122,7 @@ async function openBlobs(config: Config, logger: Logger): Promise<BlobStore> {
       secretAccessKey: required('S3_SECRET_KEY'),
       region: config.S3_REGION,
       forcePathStyle: config.S3_FORCE_PATH_STYLE,
+      payloadSigning: config.S3_PAYLOAD_SIGNING,
       bucket: config.BUCKET_NAME,
       partSize: config.S3_PART_SIZE,
       partsPerUpload: config.S3_PARTS_PER_UPLOAD,

@@ -221,6 +221,11 @@ export const VARIABLES = {
   S3_SECRET_KEY: { schema: text, doc: 'S3 secret key' },
   S3_REGION: { schema: text, default: 'us-east-1', doc: 'S3 region' },
   S3_FORCE_PATH_STYLE: { schema: boolean, default: true, doc: 'path-style S3 URLs' },
+  S3_PAYLOAD_SIGNING: {
+    schema: oneOf(['auto', 'signed', 'unsigned'] as const),
+    default: 'auto',
+    doc: 'whether an upload signs a SHA-256 of its bytes (SigV4): auto signs over http:// but not over https://, where TLS protects them',
+  },
   S3_KEY_SHARDING_DEPTH: {
     schema: integer(0, 3),
     default: 2,

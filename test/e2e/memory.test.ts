@@ -53,11 +53,17 @@ function digest(chunks: Iterable<Buffer>): string {
  * SPEC §9 memory targets, measured as the peak resident set size (VmHWM) of
  * the server running as its own process, started like an operator starts it.
  */
+/**
+ * 64 concurrent uploads are measured on the filesystem store and radosgw
+ * only: through Swift the server runs the same upload code as through radosgw
+ * (249.3 against 248.4 MB when last measured, docs/memory.md), and the 20 s
+ * they take there is better spent elsewhere in a suite with a time budget.
+ */
 describe.each([
-  ['filesystem', () => ({})],
-  ['s3 (Ceph radosgw)', () => s3Env()],
-  ['s3 (OpenStack Swift s3api)', () => s3Env(s3Target('swift'))],
-])('server memory, %s store', (name, backendEnv) => {
+  ['filesystem', () => ({}), true],
+  ['s3 (Ceph radosgw)', () => s3Env(), true],
+  ['s3 (OpenStack Swift s3api)', () => s3Env(s3Target('swift')), false],
+])('server memory, %s store', (name, backendEnv, concurrentToo) => {
   let dir: { path: string; remove(): Promise<void> };
   let server: ServerProcess;
   let env: Record<string, string>;
@@ -86,6 +92,7 @@ describe.each([
     expect(peak).toBeLessThan(limits.oneGiB);
   }, 300_000);
 
+  if (!concurrentToo) return;
   it(`64 concurrent 16 MiB uploads peak under ${limits.concurrent / 1e6} MB`, async () => {
     const block = randomBytes(MiB);
     const member = gzipSync(block, { level: 1 });

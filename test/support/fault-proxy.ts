@@ -11,10 +11,13 @@ export type FaultMode = 'pass' | 'blackhole' | 'error';
 export async function faultProxy(target: string): Promise<{
   url: string;
   setMode(mode: FaultMode): void;
+  /** Every `x-amz-content-sha256` value sent through so far: how requests signed their bodies. */
+  payloadHashes(): string[];
   close(): Promise<void>;
 }> {
   const { hostname, port } = new URL(target);
   let mode: FaultMode = 'pass';
+  const payloadHashes: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     sockets.add(client);
@@ -39,6 +42,16 @@ export async function faultProxy(target: string): Promise<{
     upstream.on('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
+    client.on('data', (data: Buffer) => {
+      // A header line within one chunk is enough here: heads are small and come
+      // first. The SDK writes header names in lower case.
+      if (!data.includes('x-amz-content-sha256')) return;
+      for (const m of data
+        .toString('latin1')
+        .matchAll(/\r\nx-amz-content-sha256: *([^\r]*)\r\n/g)) {
+        payloadHashes.push(m[1] ?? '');
+      }
+    });
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -50,6 +63,7 @@ export async function faultProxy(target: string): Promise<{
       mode = next;
       for (const s of sockets) s.destroy();
     },
+    payloadHashes: () => [...payloadHashes],
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();

@@ -33,7 +33,7 @@ export function registerCleanupCommand(program: Command): void {
           return EXIT.usage;
         }
         // Deletions counted as they go: how many there will be is not known up front.
-        const bar = progress(dryRun ? 'would delete' : 'deleted', logger);
+        const bar = await progress(dryRun ? 'would delete' : 'deleted', logger);
         const report = await createCleaner(config, backends, logger)
           .run({
             dryRun,

@@ -55,7 +55,11 @@ export function registerFsckCommand(program: Command): void {
               return EXIT.usage;
             }
             const total = (await backends.meta.totals()).blobs;
-            const bar = progress(flags.deep ? 'reading blobs' : 'checking blobs', logger, total);
+            const bar = await progress(
+              flags.deep ? 'reading blobs' : 'checking blobs',
+              logger,
+              total,
+            );
             const report = await new Fsck({
               meta: backends.meta,
               blobs: backends.blobs,

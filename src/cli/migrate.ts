@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { AppError } from '../errors.js';
 import type { MetaStore } from '../metastore/port.js';
 import { type MigrationReport, migrate } from '../migration/migrate.js';
-import { OldFiletrackerServer } from '../migration/old-http.js';
+import type { OldFiletrackerServer } from '../migration/old-http.js';
 import { everyFile, type OldStore } from '../migration/source.js';
 import { V1Directory } from '../migration/v1-directory.js';
 import type { Logger } from '../observability/logger.js';
@@ -49,7 +49,7 @@ export function registerMigrationCommands(program: Command): void {
       runWithBackends(flags, async (context) => {
         const url = flags.filetrackerUrl ?? context.config.FILETRACKER_URL;
         if (!url) return usage('migrate needs --filetracker-url or FILETRACKER_URL');
-        const source = new OldFiletrackerServer({ url });
+        const source = await oldServer({ url });
         try {
           await source.checkV2();
           const paths = flags.fileList
@@ -104,7 +104,7 @@ export function registerMigrationCommands(program: Command): void {
       return;
     }
     return serve(flags, async (_config, logger): Promise<LiveSetup> => {
-      const source = new OldFiletrackerServer({ url });
+      const source = await oldServer({ url });
       await checkOldServer(source, logger);
       const paths = flags.fileList
         ? () => linesOf(flags.fileList as string)
@@ -142,7 +142,7 @@ export function registerMigrationCommands(program: Command): void {
     return serve(flags, async (): Promise<LiveSetup> => {
       const folder = dir ? new V1Directory(dir) : null;
       await folder?.check();
-      const server = url ? new OldFiletrackerServer({ url, v1: true }) : null;
+      const server = url ? await oldServer({ url, v1: true }) : null;
       const source = (server ?? folder) as OldStore;
       return {
         source,
@@ -168,6 +168,18 @@ async function checkOldServer(source: OldFiletrackerServer, logger: Logger): Pro
     }
     logger.warn({ err: err.message }, 'the old Filetracker does not answer yet: starting anyway');
   }
+}
+
+/**
+ * A client of the old server. Its module is loaded only when a migration
+ * command runs: its HTTP library (undici) would otherwise sit in every
+ * server's memory.
+ */
+async function oldServer(
+  options: ConstructorParameters<typeof OldFiletrackerServer>[0],
+): Promise<OldFiletrackerServer> {
+  const { OldFiletrackerServer } = await import('../migration/old-http.js');
+  return new OldFiletrackerServer(options);
 }
 
 function usage(message: string): number {
@@ -200,7 +212,7 @@ async function migrateOffline(
   let total = 0;
   for await (const _ of paths()) total++;
   logger.info({ from: source.name, files: total }, 'migrating');
-  const bar = progress('migrating', logger, total);
+  const bar = await progress('migrating', logger, total);
   const report = await migrate({
     files: createService(config, backends, logger),
     source,

@@ -1,4 +1,3 @@
-import { SingleBar } from 'cli-progress';
 import type { Logger } from '../observability/logger.js';
 
 export interface Progress {
@@ -14,14 +13,16 @@ const LOG_EVERY_MS = 10_000;
  * Progress of a long job: a bar on a terminal (standard error) with the
  * rate and the time left, a log line every ten seconds otherwise (a cron
  * job's or a container's log). `total` may be an estimate; without one the
- * count alone is shown.
+ * count alone is shown. The bar's library is loaded only for a terminal:
+ * every module the CLI loads also sits in the server's memory.
  */
-export function progress(label: string, logger: Logger, total?: number): Progress {
+export async function progress(label: string, logger: Logger, total?: number): Promise<Progress> {
   let done = 0;
   let bytes = 0;
   const started = Date.now();
   const rate = () => (done / Math.max((Date.now() - started) / 1000, 0.001)).toFixed(0);
   if (process.stderr.isTTY) {
+    const { SingleBar } = await import('cli-progress');
     const bar = new SingleBar({
       format: total
         ? `${label} [{bar}] {percentage}% {value}/{total} {size} {rate}/s {eta_formatted} left`

@@ -14,7 +14,7 @@ export const SHEBANG_FLAGS = [
   '--no-concurrent-array-buffer-sweeping',
 ] as const;
 
-type Collect = (options: { type: 'minor' }) => void;
+type Collect = (options: { type: 'minor' | 'major' }) => void;
 
 let collect: Collect | undefined;
 
@@ -53,7 +53,7 @@ export function applyMemorySettings(execArgv: readonly string[] = process.execAr
   return applied;
 }
 
-/** A minor collection for the GC pacer, when Node exposes one (after applyMemorySettings, always). */
-export function minorCollector(): Collect | undefined {
+/** Node's `gc`, for the GC pacer's minor and full collections (after applyMemorySettings, always there). */
+export function exposedGc(): Collect | undefined {
   return collect ?? (globalThis.gc as Collect | undefined);
 }

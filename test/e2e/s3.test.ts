@@ -500,7 +500,9 @@ describe('S3 failures', () => {
 
   it('a request waiting on a hung S3 longer than CLIENT_IDLE_TIMEOUT gets its 503, not a dropped connection', async () => {
     const { proxy, srv } = await behindFaultProxy({
-      S3_REQUEST_TIMEOUT: '2',
+      // Three attempts of 1 s each (and more requests for a PUT): several
+      // times the client's idle timeout.
+      S3_REQUEST_TIMEOUT: '1',
       // The client is silent for the whole wait, but it is waiting for us.
       CLIENT_IDLE_TIMEOUT: '1',
     });

@@ -120,6 +120,70 @@ describe('GcPacer', () => {
     expect(connection.listenerCount('close')).toBe(0);
   });
 
+  /**
+   * A level with promoted buffers too: those survive minor collections, and
+   * only a full one frees them (S3 part buffers that lived through a few).
+   */
+  function pacerWithPromotion(start = 10 * MiB) {
+    const memory = { level: start, live: start, promoted: 0 };
+    const minor = vi.fn(() => {
+      memory.level = memory.live + memory.promoted;
+    });
+    const major = vi.fn(() => {
+      memory.promoted = 0;
+      memory.level = memory.live;
+    });
+    const pacer = new GcPacer({
+      collect: minor,
+      collectMajor: major,
+      externalBytes: () => memory.level,
+      stepBytes: 4 * MiB,
+      majorStepBytes: 32 * MiB,
+      intervalMs: 5,
+    });
+    /** One upload: 24 MiB of part buffers in use for a while, then dropped after promotion. */
+    const upload = () => {
+      memory.live += 24 * MiB;
+      memory.level += 24 * MiB;
+      vi.advanceTimersByTime(5);
+      memory.live -= 24 * MiB;
+      memory.promoted += 24 * MiB;
+    };
+    return { pacer, minor, major, memory, upload };
+  }
+
+  it('runs a full collection once dropped promoted buffers pile up past the step, and counts from what it left', () => {
+    const { pacer, major, memory, upload } = pacerWithPromotion();
+    pacer.track(new EventEmitter());
+    upload();
+    expect(major).not.toHaveBeenCalled(); // 24 MiB in use: below the 32 MiB step
+    upload(); // 24 MiB dead and promoted + 24 MiB in use
+    expect(major).toHaveBeenCalledTimes(1);
+    expect(memory.level).toBe(10 * MiB + 24 * MiB); // only what is in use is left
+    expect(pacer.majorCollections).toBe(1);
+    upload();
+    expect(major).toHaveBeenCalledTimes(1); // 24 MiB over what the full collection left
+    upload();
+    expect(major).toHaveBeenCalledTimes(2);
+    // Every collection is counted, minor and full.
+    expect(pacer.collections).toBeGreaterThan(pacer.majorCollections);
+  });
+
+  it('buffers kept in use raise the full-collection level once, not one full collection per step', () => {
+    const { pacer, major, memory } = pacerWithPromotion();
+    pacer.track(new EventEmitter());
+    memory.live += 40 * MiB; // a busy instance's part buffers, all in use
+    memory.level = memory.live;
+    vi.advanceTimersByTime(5);
+    expect(major).toHaveBeenCalledTimes(1);
+    // Streaming garbage on top: minor collections only.
+    for (let i = 0; i < 20; i++) {
+      memory.level += MiB;
+      vi.advanceTimersByTime(5);
+    }
+    expect(major).toHaveBeenCalledTimes(1);
+  });
+
   it('does nothing when the process has no gc function (started without --expose-gc)', () => {
     const pacer = new GcPacer({ collect: undefined, externalBytes: () => 0 });
     pacer.track(new EventEmitter());

@@ -7,8 +7,10 @@
  * Environment (bench/config.ts): BENCH_RUNS (3), BENCH_SCENARIOS
  * (small,medium,large,dedup,postgres,hot), BENCH_SMALL_COUNT / _SIZE / _CONCURRENCY
  * (2000, 1024, 8), BENCH_MEDIUM_COUNT / _SIZE / _CONCURRENCY (200, 1 MiB, 4),
- * BENCH_LARGE_MIB (1024), BENCH_DOCS (report path; empty = none) and
- * BENCH_CPU_PROF=DIR (V8 CPU profile of every server process; slows it down).
+ * BENCH_LARGE_MIB (1024), BENCH_DOCS (report path; empty = none),
+ * BENCH_CPU_PROF=DIR (V8 CPU profile of every server process; slows it down)
+ * and BENCH_S3_PAYLOAD_SIGNING (the S3 store's S3_PAYLOAD_SIGNING; its own
+ * default, `auto`, signs over radosgw's plain HTTP).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -147,7 +147,7 @@ export class GcPacer {
   }
 }
 
-/** The process's pacer: paces minor collections when `gc` is available (src/runtime/node-flags.ts). */
+/** The process's pacer: paces minor and full collections when `gc` is available (src/runtime/node-flags.ts). */
 export function processGcPacer(): GcPacer {
   const gc = exposedGc();
   return new GcPacer({

@@ -7,6 +7,8 @@ import { s3Target } from '../support/s3.js';
 import { openTestS3 } from '../support/s3-store.js';
 
 const MiB = 1024 * 1024;
+/** SHA-256 of no bytes: what a request without a body signs. */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 async function readAll(body: Readable | Buffer): Promise<Buffer> {
   if (Buffer.isBuffer(body)) return body;
@@ -34,16 +36,9 @@ describe('S3_PAYLOAD_SIGNING', () => {
   // Both S3 servers the project is tested on must take what is sent on the
   // wire either way: one PutObject and a three-part multipart upload.
   describe.each(['s3', 'swift'] as const)('on %s', (name) => {
-    it.each([
-      // A hash of a body that is not empty (requests without one sign the empty string's).
-      [
-        'signed',
-        /^(?!e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855)[0-9a-f]{64}$/,
-      ],
-      ['unsigned', /^UNSIGNED-PAYLOAD$/],
-    ] as const)(
+    it.each(['signed', 'unsigned'] as const)(
       '%s: uploads are stored and read back whole',
-      async (payloadSigning, sent) => {
+      async (payloadSigning) => {
         const target = s3Target(name);
         const proxy = await faultProxy(target.endpoint);
         const store = await openTestS3({ endpoint: proxy.url, payloadSigning }, target);
@@ -53,13 +48,20 @@ describe('S3_PAYLOAD_SIGNING', () => {
           const large = randomBytes(11 * MiB);
           await store.put('signing/small', Readable.from([small]), { size: small.length });
           await store.put('signing/large', Readable.from([large]));
-          // The PutObject and the three UploadParts (5 MiB parts); signed, also
-          // the CompleteMultipartUpload's list of parts, which is never unsigned.
-          const uploads = proxy
-            .payloadHashes()
-            .slice(before)
-            .filter((h) => sent.test(h));
-          expect(uploads.length).toBe(payloadSigning === 'signed' ? 5 : 4);
+          const sent = proxy.payloadHashes().slice(before);
+          const unsigned = sent.filter((h) => h === 'UNSIGNED-PAYLOAD').length;
+          // Hashes of bodies that are not empty (requests without one sign the empty string's).
+          const hashed = sent.filter((h) => /^[0-9a-f]{64}$/.test(h) && h !== EMPTY_SHA256).length;
+          // The PutObject and three UploadParts (5 MiB parts), and the
+          // CompleteMultipartUpload's list of parts, which is always signed.
+          // At least: a retried request is sent again.
+          if (payloadSigning === 'signed') {
+            expect(unsigned).toBe(0);
+            expect(hashed).toBeGreaterThanOrEqual(5);
+          } else {
+            expect(unsigned).toBeGreaterThanOrEqual(4);
+            expect(hashed).toBeLessThan(unsigned);
+          }
           for (const [key, bytes] of [
             ['signing/small', small],
             ['signing/large', large],
@@ -70,7 +72,7 @@ describe('S3_PAYLOAD_SIGNING', () => {
               true,
             );
           }
-          await store.deleteMany?.(['signing/small', 'signing/large']);
+          await store.deleteMany(['signing/small', 'signing/large']);
         } finally {
           await store.close();
           await proxy.close();

@@ -35,8 +35,8 @@ function generated(r: ReportInput): string {
   const when = r.startedAt.toISOString().slice(0, 16).replace('T', ' ');
   const verdict =
     unmet.length === 0
-      ? 'all SPEC §9 targets measured here are met.'
-      : `${unmet.length} of the SPEC §9 targets measured here are not met (see the notes at the end).`;
+      ? 'all targets measured here (SPEC §9 and the issues) are met.'
+      : `${unmet.length} of the targets measured here (SPEC §9 and the issues) are not met (see the notes at the end).`;
   return `# Benchmarks
 
 Written by \`npm run bench\` (\`bench/\`) on ${when} UTC: ${config.runs} runs,
@@ -64,7 +64,8 @@ ${Math.round(r.durationS)} s in all; ${verdict}
   \`bare relay to radosgw\` (scenario b only): \`bench/relay.ts\`, a Node
   server that reads a PUT's body whole and sends it with one PutObject, and
   pipes GetObject back, with the S3 client set up as s3dedup's; no checks, no
-  metadata. It is the floor for s3dedup's CPU per byte through S3: the
+  metadata; it signs uploads as s3dedup does (\`BENCH_S3_PAYLOAD_SIGNING\`
+  sets both). It is the floor for s3dedup's CPU per byte through S3: the
   "server CPU s/GB" rows are the server process's CPU seconds per 10^9 body
   bytes moved, a figure that depends much less on the two cores' contention
   than MB/s does (target for s3dedup on S3: at most 1.3x the relay's).

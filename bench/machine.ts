@@ -94,7 +94,9 @@ function cpuSecondsOfAll(pids: number | number[]): number {
   return (Array.isArray(pids) ? pids : [pids]).reduce((sum, pid) => sum + cpuSecondsOf(pid), 0);
 }
 
-export function cpuMeter(pids: Record<string, number | number[]>): { stop(): CpuUse } {
+export function cpuMeter(pids: Record<string, number | number[]>): {
+  stop(): { use: CpuUse; seconds: number };
+} {
   const t0 = performance.now();
   const self0 = process.cpuUsage();
   const m0 = machineSeconds();
@@ -112,7 +114,7 @@ export function cpuMeter(pids: Record<string, number | number[]>): { stop(): Cpu
       }
       // Share of all cores busy, in cores, to compare with the sum of the above.
       use.machine = ((m1.busy - m0.busy) / (m1.total - m0.total)) * cpus().length;
-      return use;
+      return { use, seconds };
     },
   };
 }

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { sendUnsignedPayloads } from '../src/blobstore/s3.js';
 
 function env(name: string): string {
   const value = process.env[name];
@@ -32,10 +33,12 @@ const client = new S3Client({
     httpAgent: new Agent({ keepAlive: true, maxSockets: 64 }),
   }),
 });
+// As s3dedup's S3_PAYLOAD_SIGNING=unsigned, when the bench runs s3dedup so.
+if (process.env.S3_PAYLOAD_SIGNING === 'unsigned') sendUnsignedPayloads(client);
 
 const server = createServer((req, res) => {
-  const key = decodeURIComponent(new URL(req.url ?? '/', 'http://relay').pathname.slice(1));
   const relay = async () => {
+    const key = decodeURIComponent(new URL(req.url ?? '/', 'http://relay').pathname.slice(1));
     if (req.method === 'PUT') {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -48,15 +51,16 @@ const server = createServer((req, res) => {
     }
     const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     // The bench PUTs gzip bodies (the Python client's shape); they come back as stored.
-    res.writeHead(200, {
-      'content-length': String(object.ContentLength ?? 0),
-      'content-encoding': 'gzip',
-    });
+    res.setHeader('content-encoding', 'gzip');
+    if (object.ContentLength !== undefined) res.setHeader('content-length', object.ContentLength);
     await pipeline(object.Body as Readable, res);
   };
   relay().catch((err: unknown) => {
     if (res.headersSent) res.destroy();
-    else res.writeHead(500).end(err instanceof Error ? err.message : String(err));
+    else {
+      const missing = (err as { name?: string }).name === 'NoSuchKey';
+      res.writeHead(missing ? 404 : 500).end(err instanceof Error ? err.message : String(err));
+    }
   });
 });
 

@@ -43,6 +43,8 @@ export interface CpuSample {
   store: Store;
   phase: string;
   use: CpuUse;
+  /** How long the phase took, as the meter timed it. */
+  seconds: number;
 }
 
 /** The payloads, built once and sent unchanged to every store in every run. */
@@ -90,7 +92,7 @@ export async function runScenario(
   const phase = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const meter = cpuMeter(subject.pids);
     const result = await fn();
-    ctx.cpu.push({ run: ctx.run, scenario, store, phase: name, use: meter.stop() });
+    ctx.cpu.push({ run: ctx.run, scenario, store, phase: name, ...meter.stop() });
     return result;
   };
   try {
@@ -191,18 +193,22 @@ async function medium(a: ScenarioArgs): Promise<void> {
   const { target } = a.subject;
   const bytes = files.reduce((sum, f) => sum + f.body.length, 0);
   const name = (i: number) => `bench/medium/${i}.bin`;
-  // The server's CPU seconds per GB moved (issue #15), right after the phase
-  // it accounts: unlike MB/s, it hardly depends on what else the two cores run.
-  const cpuPerGB = (t: Timed) =>
-    ((a.ctx.cpu.at(-1)?.use.server ?? Number.NaN) * (t.elapsedMs / 1000)) / (bytes / 1e9);
+  // The server's CPU seconds per GB moved (issue #15), from the sample of the
+  // phase just run: unlike MB/s, it hardly depends on what else the cores run.
+  const cpuPerGB = () => {
+    const sample = a.ctx.cpu.at(-1);
+    return sample
+      ? ((sample.use.server ?? Number.NaN) * sample.seconds) / (bytes / 1e9)
+      : Number.NaN;
+  };
   const put = await a.phase('PUT', () =>
     runConcurrent(count, concurrency, (i) => target.put(name(i), item(files, i))),
   );
-  const putCpu = cpuPerGB(put);
+  const putCpu = cpuPerGB();
   const get = await a.phase('GET', () =>
     runConcurrent(count, concurrency, (i) => target.get(name(i), item(files, i))),
   );
-  const getCpu = cpuPerGB(get);
+  const getCpu = cpuPerGB();
   const putMBs = bytes / MB / (put.elapsedMs / 1000);
   const getMBs = bytes / MB / (get.elapsedMs / 1000);
   a.record(METRIC.putMBs, putMBs);

@@ -153,8 +153,9 @@ export async function openSubject(
         S3_ACCESS_KEY: ceph.accessKey,
         S3_SECRET_KEY: ceph.secretKey,
         BUCKET_NAME: bucket,
+        ...s3SigningEnv(),
       },
-      [],
+      profileArgs(config, options.label ?? store),
       { path: RELAY, args: [] },
     ).catch(async (err: unknown) => {
       await giveBack(bucket);
@@ -209,10 +210,7 @@ export async function openSubject(
   } else {
     bucket = uniqueBucket('s3dedup');
     if (options.countS3) proxy = await countingProxy(ceph.endpoint);
-    // BENCH_S3_PAYLOAD_SIGNING=unsigned measures what HTTPS endpoints get by default.
-    const signing = process.env.BENCH_S3_PAYLOAD_SIGNING;
-    if (signing) env.S3_PAYLOAD_SIGNING = signing;
-    Object.assign(env, {
+    Object.assign(env, s3SigningEnv(), {
       STORAGE_TYPE: 's3',
       S3_ENDPOINT: proxy?.url ?? ceph.endpoint,
       S3_ACCESS_KEY: ceph.accessKey,
@@ -220,10 +218,7 @@ export async function openSubject(
       BUCKET_NAME: bucket,
     });
   }
-  const profile = config.cpuProfileDir;
-  const nodeArgs = profile
-    ? ['--cpu-prof', `--cpu-prof-dir=${join(profile, options.label ?? store)}`]
-    : [];
+  const nodeArgs = profileArgs(config, options.label ?? store);
   const servers: ServerProcess[] = [];
   try {
     // One after the other: each instance's start-up applies (or finds) the schema.
@@ -260,6 +255,18 @@ export async function openSubject(
   };
   if (proxy) subject.proxy = proxy;
   return subject;
+}
+
+/** BENCH_S3_PAYLOAD_SIGNING=unsigned measures what HTTPS endpoints get by default. */
+function s3SigningEnv(): Record<string, string> {
+  const signing = process.env.BENCH_S3_PAYLOAD_SIGNING;
+  return signing ? { S3_PAYLOAD_SIGNING: signing } : {};
+}
+
+/** With BENCH_CPU_PROF, a V8 CPU profile of the process (s3dedup and the relay alike). */
+function profileArgs(config: BenchConfig, label: string): string[] {
+  const profile = config.cpuProfileDir;
+  return profile ? ['--cpu-prof', `--cpu-prof-dir=${join(profile, label)}`] : [];
 }
 
 async function adminQuery(url: string, sql: string): Promise<void> {

@@ -48,6 +48,27 @@ export function signsPayload(o: Pick<S3StoreOptions, 'endpoint' | 'payloadSignin
   return new URL(o.endpoint).protocol !== 'https:';
 }
 
+/**
+ * Makes PutObject and UploadPart send UNSIGNED-PAYLOAD. SigV4 signs a SHA-256
+ * of every Buffer body unless the request already names its payload hash: a
+ * second full pass over each part and object, about 0.75 ms of CPU per MB
+ * here, on bytes whose content hash the dedup core has just checked. Over TLS
+ * the bytes are protected in transit anyway, up to where TLS ends
+ * (docs/configuration.md). The build step comes before signing and retries.
+ */
+export function sendUnsignedPayloads(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (UNSIGNED_COMMANDS.has(context.commandName ?? '') && request.headers) {
+        request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      }
+      return next(args);
+    },
+    { step: 'build', name: 's3dedupUnsignedPayload' },
+  );
+}
+
 /** S3's limit on the number of parts of one multipart upload. */
 const MAX_PARTS = 10_000;
 /** S3's minimum size of every part but the last. */
@@ -153,23 +174,7 @@ export class S3BlobStore implements BlobStore {
       },
       { step: 'initialize', name: 's3dedupRequestCounter' },
     );
-    if (signsPayload(o) === false) {
-      // SigV4 signs a SHA-256 of every Buffer body unless the request already
-      // names its payload hash: a second full pass over each part and object,
-      // about 0.75 ms of CPU per MB here, on bytes whose content hash the
-      // dedup core has just checked. Over TLS the bytes are protected in
-      // transit anyway; S3 documents UNSIGNED-PAYLOAD for exactly this.
-      this.client.middlewareStack.add(
-        (next, context) => (args) => {
-          const request = args.request as { headers?: Record<string, string> };
-          if (UNSIGNED_COMMANDS.has(context.commandName ?? '') && request.headers) {
-            request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-          }
-          return next(args);
-        },
-        { step: 'build', name: 's3dedupUnsignedPayload' },
-      );
-    }
+    if (!signsPayload(o)) sendUnsignedPayloads(this.client);
   }
 
   /**

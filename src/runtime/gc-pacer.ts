@@ -15,8 +15,12 @@ export interface GcPacerOptions {
    * left, that triggers a full collection.
    */
   majorStepBytes?: number;
+  /** Least time between two full collections: each one pauses every request. */
+  majorIntervalMs?: number;
   /** How often the level is looked at while requests are in flight. */
   intervalMs?: number;
+  /** Milliseconds on a monotonic clock (tests pass a fake one). */
+  now?: () => number;
 }
 
 /** What `track` listens to: a ServerResponse, a socket. */
@@ -48,10 +52,11 @@ interface Closable {
  * whole small uploads on their way to S3) are promoted to the old generation,
  * and once dropped only a full collection frees them; V8 starts one only
  * 64 MB later. So when what minor collections leave has grown `majorStepBytes`
- * over what the last full one left, the pacer runs a full one. Buffers still
- * in use raise that level once; it then starts from what that collection
- * left. Measured: a 1 GiB raw upload through Swift peaked at 156.8 MB
- * without it, against 126 MB in other runs (docs/memory.md).
+ * over what the last full one left, the pacer runs a full one, at most one
+ * per `majorIntervalMs`: it pauses every request for a few milliseconds.
+ * Buffers still in use raise that level once; it then starts from what that
+ * collection left. Measured: a 1 GiB raw upload through Swift peaked at
+ * 156.6 MB without it, against 120-127 MB in other runs (docs/memory.md).
  */
 export class GcPacer {
   private readonly collect: (() => void) | undefined;
@@ -59,7 +64,10 @@ export class GcPacer {
   private readonly externalBytes: () => number;
   private readonly stepBytes: number;
   private readonly majorStepBytes: number;
+  private readonly majorIntervalMs: number;
   private readonly intervalMs: number;
+  private readonly now: () => number;
+  private lastMajorAt = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private floor = Number.POSITIVE_INFINITY;
@@ -67,7 +75,7 @@ export class GcPacer {
   private majorFloor = Number.POSITIVE_INFINITY;
   /** Collections run so far, minor and full (s3dedup_gc_pacer_collections_total). */
   collections = 0;
-  /** Of those, full collections. */
+  /** Of those, full collections (s3dedup_gc_pacer_full_collections_total). */
   majorCollections = 0;
 
   constructor(options: GcPacerOptions) {
@@ -76,6 +84,8 @@ export class GcPacer {
     this.externalBytes = options.externalBytes ?? (() => getHeapStatistics().external_memory);
     this.stepBytes = options.stepBytes ?? 4 * 1024 * 1024;
     this.majorStepBytes = options.majorStepBytes ?? 32 * 1024 * 1024;
+    this.majorIntervalMs = options.majorIntervalMs ?? 1000;
+    this.now = options.now ?? (() => performance.now());
     this.intervalMs = options.intervalMs ?? 5;
   }
 
@@ -135,8 +145,13 @@ export class GcPacer {
       // background task instead (Node's default; the CLI turns it off), the
       // level falls only later, and later ticks lower the floor then.
       this.floor = this.externalBytes();
-      if (this.collectMajor && this.floor - this.majorFloor >= this.majorStepBytes) {
+      if (
+        this.collectMajor &&
+        this.floor - this.majorFloor >= this.majorStepBytes &&
+        this.now() - this.lastMajorAt >= this.majorIntervalMs
+      ) {
         this.collectMajor();
+        this.lastMajorAt = this.now();
         this.collections++;
         this.majorCollections++;
         this.floor = this.externalBytes();

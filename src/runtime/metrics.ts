@@ -1,7 +1,7 @@
 import { Counter, type Registry } from 'prom-client';
 import type { GcPacer } from './gc-pacer.js';
 
-/** s3dedup_gc_pacer_collections_total: the collections the pacer ran (src/runtime/gc-pacer.ts). */
+/** s3dedup_gc_pacer_collections_total and _full_collections_total: what the pacer ran (src/runtime/gc-pacer.ts). */
 export function registerGcPacerMetrics(registry: Registry, pacer: GcPacer): void {
   new Counter({
     name: 's3dedup_gc_pacer_collections_total',
@@ -11,6 +11,15 @@ export function registerGcPacerMetrics(registry: Registry, pacer: GcPacer): void
     collect() {
       this.reset();
       this.inc(pacer.collections);
+    },
+  });
+  new Counter({
+    name: 's3dedup_gc_pacer_full_collections_total',
+    help: 'Of those, full collections: promoted buffers had piled up (docs/memory.md)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(pacer.majorCollections);
     },
   });
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../src/blobstore/port.js';
+import { readAll } from '../support/bytes.js';
 
 /** What a contract suite needs from an implementation's test file. */
 export interface BlobStoreHarness {
@@ -11,13 +12,6 @@ export interface BlobStoreHarness {
   /** Leaves an upload of `key` unfinished, as a process killed mid-upload does. */
   leaveUpload(key: string): Promise<void>;
   close(): Promise<void>;
-}
-
-async function readAll(body: Readable | Buffer): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body;
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** A stream of `size` pseudo-random bytes produced in chunks, never held whole. */

@@ -130,6 +130,7 @@ describe('metrics', () => {
         's3dedup_upload_bytes_in_flight',
         's3dedup_lock_wait_seconds',
         's3dedup_gc_pacer_collections_total',
+        's3dedup_gc_pacer_full_collections_total',
         's3dedup_cleaner_runs_total',
         's3dedup_migration_files_total',
         's3dedup_filetracker_fallbacks_total',

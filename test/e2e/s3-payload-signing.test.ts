@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { signsPayload } from '../../src/blobstore/s3.js';
+import { readAll } from '../support/bytes.js';
 import { faultProxy } from '../support/fault-proxy.js';
 import { s3Target } from '../support/s3.js';
 import { openTestS3 } from '../support/s3-store.js';
@@ -9,13 +10,6 @@ import { openTestS3 } from '../support/s3-store.js';
 const MiB = 1024 * 1024;
 /** SHA-256 of no bytes: what a request without a body signs. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
-
-async function readAll(body: Readable | Buffer): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body;
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 describe('S3_PAYLOAD_SIGNING', () => {
   it('auto signs upload bodies over http:// only; signed and unsigned are taken as they are', () => {

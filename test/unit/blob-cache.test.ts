@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import pino from 'pino';
 import { Registry } from 'prom-client';
@@ -10,6 +9,7 @@ import { CacheIndex } from '../../src/blobcache/index.js';
 import { CachingBlobStore } from '../../src/blobcache/store.js';
 import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
 import { blobKey } from '../../src/dedup/keys.js';
+import { readAll } from '../support/bytes.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const hashOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -53,13 +53,6 @@ describe('CacheIndex', () => {
     expect(index.use(entry(1, 60).hash)).toBeUndefined();
   });
 });
-
-async function readAll(body: Readable | Buffer): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body;
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 async function entriesIn(dir: string): Promise<string[]> {
   const out: string[] = [];

@@ -139,7 +139,9 @@ describe('GcPacer', () => {
       externalBytes: () => memory.level,
       stepBytes: 4 * MiB,
       majorStepBytes: 32 * MiB,
+      majorIntervalMs: 50,
       intervalMs: 5,
+      now: () => Date.now(), // faked with the timers
     });
     /** One upload: 24 MiB of part buffers in use for a while, then dropped after promotion. */
     const upload = () => {
@@ -148,6 +150,7 @@ describe('GcPacer', () => {
       vi.advanceTimersByTime(5);
       memory.live -= 24 * MiB;
       memory.promoted += 24 * MiB;
+      vi.advanceTimersByTime(100);
     };
     return { pacer, minor, major, memory, upload };
   }
@@ -165,8 +168,29 @@ describe('GcPacer', () => {
     expect(major).toHaveBeenCalledTimes(1); // 24 MiB over what the full collection left
     upload();
     expect(major).toHaveBeenCalledTimes(2);
-    // Every collection is counted, minor and full.
-    expect(pacer.collections).toBeGreaterThan(pacer.majorCollections);
+    // Every collection is counted: one minor one per upload, and the two full ones.
+    expect(pacer.majorCollections).toBe(2);
+    expect(pacer.collections).toBe(6);
+  });
+
+  it('runs full collections at most once per interval, however fast buffers pile up', () => {
+    const { pacer, major, memory } = pacerWithPromotion();
+    pacer.track(new EventEmitter());
+    // 40 MiB promoted and dropped every 5 ms tick for 100 ms.
+    for (let i = 0; i < 20; i++) {
+      memory.promoted += 40 * MiB;
+      memory.level += 40 * MiB;
+      vi.advanceTimersByTime(5);
+    }
+    expect(major).toHaveBeenCalledTimes(2); // at 0 and 50 ms
+  });
+
+  it('never runs a full collection without a minor one to run (no gc function)', () => {
+    const major = vi.fn();
+    const pacer = new GcPacer({ collect: undefined, collectMajor: major, externalBytes: () => 0 });
+    pacer.track(new EventEmitter());
+    expect(pacer.watching).toBe(false);
+    expect(major).not.toHaveBeenCalled();
   });
 
   it('buffers kept in use raise the full-collection level once, not one full collection per step', () => {

@@ -287,7 +287,25 @@ export const VARIABLES = {
   TRUSTED_PROXIES: {
     schema: proxyList,
     default: '',
-    doc: 'addresses or CIDR ranges (comma-separated; also loopback, linklocal, uniquelocal) whose X-Forwarded-For gives the client address in access logs; empty: none',
+    doc: 'addresses or CIDR ranges (comma-separated; also loopback, linklocal, uniquelocal) whose X-Forwarded-For gives the client address (access log, limit on failed logins); empty: none',
+  },
+  AUTH_USERS_FILE: {
+    schema: text,
+    doc: 'file of users (s3dedup user add) whose HTTP Basic credentials every route but /version and /health then needs; unset: no access control',
+  },
+  AUTH_FAILURE_LIMIT: {
+    schema: integer(1, 1_000_000),
+    default: 10,
+    doc: 'failed logins a client address may make per minute; past it, logins that need a password check get 429 until the minute is over',
+  },
+  OPS_LISTEN_PORT: {
+    schema: integer(0, 65535),
+    doc: 'serve /metrics, /metrics/json and /ui/ on this port of OPS_LISTEN_ADDRESS, without credentials, instead of on the public port; unset: public port',
+  },
+  OPS_LISTEN_ADDRESS: {
+    schema: text,
+    default: '127.0.0.1',
+    doc: 'address the OPS_LISTEN_PORT listener binds',
   },
   TEMP_DIR: {
     schema: text,

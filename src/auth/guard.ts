@@ -1,0 +1,261 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { unmatchableHash, verifyPassword } from './password.js';
+import type { Role, UserEntry } from './users-file.js';
+
+export type AuthOutcome =
+  | { ok: true; user: string; role: Role }
+  | {
+      ok: false;
+      reason: 'missing' | 'malformed' | 'unknown-user' | 'wrong-password';
+      user?: string;
+    }
+  | { ok: false; reason: 'rate-limited'; retryAfterSeconds: number; user?: string };
+
+export interface AuthenticatorOptions {
+  /** How long a checked password is taken on trust: the slow hash runs once per user per this at most. */
+  successTtlMs?: number;
+  /** Failed attempts (unknown user, wrong password) an address may make per window... */
+  maxFailures?: number;
+  /** ...of this length, from its first failure; past them it is limited until the window ends. */
+  failureWindowMs?: number;
+  /** Addresses counted at once; when full, the oldest goes, so a spray from many addresses cannot grow it. */
+  maxTrackedClients?: number;
+  /** Slow hashes run at once (each holds 32 MiB while it runs); more wait in a queue... */
+  maxConcurrentHashes?: number;
+  /** ...of this length; past it a request that needs one is refused as rate-limited. */
+  maxQueuedHashes?: number;
+  /** Clock, in milliseconds (tests inject one). */
+  now?: () => number;
+}
+
+interface CachedSuccess {
+  /** The users file's hash for the user when the password was checked. */
+  hash: string;
+  /** HMAC of the password that matched it. */
+  mac: Buffer;
+  expires: number;
+}
+
+interface FailureWindow {
+  failures: number;
+  ends: number;
+}
+
+/** Users whose last success is remembered; a cap keeps a huge users file from growing memory. */
+const MAX_CACHED_USERS = 10_000;
+
+type Credentials = { user: string; password: string } | null;
+
+// fatal: bytes that are not UTF-8 are malformed credentials, not U+FFFD.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const BASIC = /^basic[ \t]+([A-Za-z0-9+/]*={0,2})[ \t]*$/i;
+
+/** The user and password of a `Basic` Authorization header, or null when it is anything else. */
+function parseBasic(header: string): Credentials {
+  const token = BASIC.exec(header)?.[1];
+  if (token === undefined || token.length % 4 === 1) return null;
+  let decoded: string;
+  try {
+    decoded = utf8.decode(Buffer.from(token, 'base64'));
+  } catch {
+    return null;
+  }
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return null;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/**
+ * Checks HTTP Basic credentials against the users file. The password hash is
+ * deliberately slow and memory-hungry, so everything here is about running it
+ * rarely: a correct password is remembered for a while (as an HMAC under a
+ * key that dies with the process, never the password itself), and addresses
+ * that keep failing, or a flood of requests too large to queue, are refused
+ * before any hash runs.
+ */
+export class Authenticator {
+  readonly counters = { hashChecks: 0, cacheHits: 0, failures: 0, rateLimited: 0 };
+
+  private readonly successTtlMs: number;
+  private readonly maxFailures: number;
+  private readonly failureWindowMs: number;
+  private readonly maxTrackedClients: number;
+  private readonly maxConcurrentHashes: number;
+  private readonly maxQueuedHashes: number;
+  private readonly now: () => number;
+
+  private readonly macKey = randomBytes(32);
+  /** By user name; Map order is insertion, so the first entry is the oldest. */
+  private readonly successes = new Map<string, CachedSuccess>();
+  /** By client address; Map order is window start, so expired windows are at the front. */
+  private readonly clients = new Map<string, FailureWindow>();
+  /** Checks running or queued, by credentials (see check()). */
+  private readonly inFlight = new Map<string, Promise<boolean | number>>();
+  private runningHashes = 0;
+  private readonly hashQueue: (() => void)[] = [];
+  private dummyHash: string | undefined;
+
+  constructor(
+    private readonly users: { lookup(name: string): UserEntry | undefined },
+    options: AuthenticatorOptions = {},
+  ) {
+    this.successTtlMs = options.successTtlMs ?? 300_000;
+    this.maxFailures = options.maxFailures ?? 10;
+    this.failureWindowMs = options.failureWindowMs ?? 60_000;
+    this.maxTrackedClients = options.maxTrackedClients ?? 10_000;
+    this.maxConcurrentHashes = options.maxConcurrentHashes ?? 1;
+    this.maxQueuedHashes = options.maxQueuedHashes ?? 32;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Addresses with failures counted now. */
+  get trackedClients(): number {
+    return this.clients.size;
+  }
+
+  /** `authorization`: the raw Authorization header; `client`: the client address (request.ip). */
+  async check(authorization: string | undefined, client: string): Promise<AuthOutcome> {
+    if (authorization === undefined) return { ok: false, reason: 'missing' };
+    const credentials = parseBasic(authorization);
+    if (!credentials) return { ok: false, reason: 'malformed' };
+    const { user, password } = credentials;
+
+    const entry = this.users.lookup(user);
+    if (entry && this.remembered(entry, password)) {
+      // Before the limiter: a correct user behind the same address as an
+      // attacker (a NAT, a proxy) costs no hash and keeps working.
+      this.counters.cacheHits++;
+      return { ok: true, user, role: entry.role };
+    }
+
+    const limited = this.limitedFor(client);
+    if (limited !== null) return this.rateLimited(limited, user);
+    // Requests with the same credentials at once (judging machines starting
+    // together under one user) share one check instead of queueing a hash each.
+    const key = `${entry?.hash ?? ''}\n${this.mac(`${user}\n${password}`).toString('hex')}`;
+    let checking = this.inFlight.get(key);
+    if (!checking) {
+      checking = this.slowCheck(password, entry, client).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, checking);
+    }
+    const match = await checking;
+    if (typeof match === 'number') return this.rateLimited(match, user);
+
+    if (!entry || !match) {
+      this.counters.failures++;
+      // A success never clears the count: one known password must not
+      // reset the guessing budget of whoever holds it.
+      this.recordFailure(client);
+      return { ok: false, reason: entry ? 'wrong-password' : 'unknown-user', user };
+    }
+    this.remember(entry, password);
+    return { ok: true, user, role: entry.role };
+  }
+
+  /**
+   * Runs the slow hash when a slot is free: whether it matched, or the
+   * seconds to wait when the queue is full or the address got limited while
+   * it waited.
+   */
+  private async slowCheck(
+    password: string,
+    entry: UserEntry | undefined,
+    client: string,
+  ): Promise<boolean | number> {
+    if (!(await this.hashSlot())) return 1;
+    try {
+      // Failures may have piled up from this address while it waited.
+      const stillLimited = this.limitedFor(client);
+      if (stillLimited !== null) return stillLimited;
+      this.counters.hashChecks++;
+      // An unknown name costs the same hash as a known one, so timing does
+      // not tell which names exist.
+      this.dummyHash ??= unmatchableHash();
+      return await verifyPassword(password, entry?.hash ?? this.dummyHash);
+    } finally {
+      this.releaseHashSlot();
+    }
+  }
+
+  private mac(password: string): Buffer {
+    return createHmac('sha256', this.macKey).update(password, 'utf8').digest();
+  }
+
+  /** Whether `password` is the one last found correct for this user, while the file's entry is unchanged. */
+  private remembered(entry: UserEntry, password: string): boolean {
+    const cached = this.successes.get(entry.name);
+    if (!cached) return false;
+    if (cached.hash !== entry.hash || cached.expires <= this.now()) {
+      this.successes.delete(entry.name);
+      return false;
+    }
+    return timingSafeEqual(this.mac(password), cached.mac);
+  }
+
+  private remember(entry: UserEntry, password: string): void {
+    this.successes.delete(entry.name);
+    if (this.successes.size >= MAX_CACHED_USERS) {
+      const oldest = this.successes.keys().next();
+      if (!oldest.done) this.successes.delete(oldest.value);
+    }
+    this.successes.set(entry.name, {
+      hash: entry.hash,
+      mac: this.mac(password),
+      expires: this.now() + this.successTtlMs,
+    });
+  }
+
+  /** Seconds until `client` may try again, or null when it may now. */
+  private limitedFor(client: string): number | null {
+    const now = this.now();
+    this.dropExpired(now);
+    const window = this.clients.get(client);
+    if (!window || window.failures < this.maxFailures) return null;
+    return Math.max(1, Math.ceil((window.ends - now) / 1000));
+  }
+
+  private recordFailure(client: string): void {
+    const now = this.now();
+    this.dropExpired(now);
+    const window = this.clients.get(client);
+    if (window) {
+      window.failures++;
+      return;
+    }
+    if (this.clients.size >= this.maxTrackedClients) {
+      const oldest = this.clients.keys().next();
+      if (!oldest.done) this.clients.delete(oldest.value);
+    }
+    this.clients.set(client, { failures: 1, ends: now + this.failureWindowMs });
+  }
+
+  /** Windows end in the order they started, so the ended ones are a prefix of the map. */
+  private dropExpired(now: number): void {
+    for (const [client, window] of this.clients) {
+      if (window.ends > now) return;
+      this.clients.delete(client);
+    }
+  }
+
+  private rateLimited(retryAfterSeconds: number, user: string): AuthOutcome {
+    this.counters.rateLimited++;
+    return { ok: false, reason: 'rate-limited', retryAfterSeconds, user };
+  }
+
+  /** Waits for a turn to hash; false at once when the queue is full. */
+  private hashSlot(): Promise<boolean> {
+    if (this.runningHashes < this.maxConcurrentHashes) {
+      this.runningHashes++;
+      return Promise.resolve(true);
+    }
+    if (this.hashQueue.length >= this.maxQueuedHashes) return Promise.resolve(false);
+    // The slot passes straight from the releasing check to the next in line.
+    return new Promise((resolve) => this.hashQueue.push(() => resolve(true)));
+  }
+
+  private releaseHashSlot(): void {
+    const next = this.hashQueue.shift();
+    if (next) next();
+    else this.runningHashes--;
+  }
+}

@@ -7,6 +7,7 @@ import { registerFsckCommand } from './fsck.js';
 import { registerMigrationCommands } from './migrate.js';
 import { registerServerCommand } from './server.js';
 import { registerStatsCommand } from './stats.js';
+import { registerUserCommands } from './user.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -23,5 +24,6 @@ registerCleanupCommand(program);
 registerFsckCommand(program);
 registerStatsCommand(program);
 registerMigrationCommands(program);
+registerUserCommands(program);
 
 await program.parseAsync(process.argv);

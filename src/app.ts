@@ -5,6 +5,7 @@ import { invalidPath, shuttingDown } from './errors.js';
 import type { MetaStore } from './metastore/port.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
+import { type CredentialCheck, registerAccessControl } from './protocol/access-control.js';
 import { registerAccessLog } from './protocol/access-log.js';
 import { settleUnreadBodies } from './protocol/body.js';
 import { sendError } from './protocol/errors.js';
@@ -31,6 +32,13 @@ export interface AppDeps {
   accessLog?: boolean;
   /** Proxies whose X-Forwarded-For names the client (Fastify's trustProxy). */
   trustedProxies?: string[];
+  /** AUTH_USERS_FILE: the credentials every route but /version and /health needs. */
+  access?: CredentialCheck;
+  /**
+   * /metrics, /metrics/json and /ui/ are served here (the default), or false
+   * when an OPS_LISTEN_PORT listener serves them instead (buildOpsApp()).
+   */
+  opsRoutes?: boolean;
 }
 
 /**
@@ -90,6 +98,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     done();
   });
   app.addHook('onRequest', (_request, _reply, done) => done(closing ? shuttingDown() : undefined));
+  if (deps.access) registerAccessControl(app, deps.access);
   // The raw server's event rather than a Fastify hook: one call per request, before routing.
   const pacer = deps.gcPacer;
   if (pacer?.enabled) app.server.on('request', (req, res) => pacer.track(res, req.socket));
@@ -100,18 +109,44 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerFiletrackerRoutes(app, deps.service, '');
   registerFiletrackerRoutes(app, deps.service, 'ft');
 
-  if (deps.metrics) {
+  if (deps.metrics && deps.opsRoutes !== false) {
     registerMetricsRoute(app, deps.metrics.registry);
     registerStatusPage(app);
   }
-  registerHealthRoute(app, {
+  registerHealthRoute(app, healthProbes(deps));
+
+  return app;
+}
+
+function healthProbes(deps: Pick<AppDeps, 'meta' | 'blobs' | 'service'>) {
+  return {
     database: () => deps.meta.check(),
     // Blobs live in the store, uploads pass through TEMP_DIR: both are storage.
     storage: async () => {
       await deps.blobs.check();
       await deps.service.checkTempDir();
     },
-  });
+  };
+}
 
+/**
+ * The OPS_LISTEN_PORT listener: /metrics, /metrics/json, the status page and
+ * /health (which the page polls), without credentials. It is meant to be
+ * bound where only operators reach it (a Prometheus sidecar on localhost),
+ * so the public listener needs no operator credentials at all.
+ */
+export function buildOpsApp(
+  deps: Pick<AppDeps, 'meta' | 'blobs' | 'service' | 'logger'> & { metrics: Metrics },
+): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: true,
+    routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
+  });
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+  registerMetricsRoute(app, deps.metrics.registry);
+  registerStatusPage(app);
+  registerHealthRoute(app, healthProbes(deps));
   return app;
 }

@@ -13,6 +13,12 @@ export type ErrorCode =
   | 'INVALID_GZIP'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
+  /** No credentials, or wrong ones (AUTH_USERS_FILE). */
+  | 'UNAUTHORIZED'
+  /** Right credentials, but the user's role does not allow the request. */
+  | 'FORBIDDEN'
+  /** Too many failed logins from the client's address; `retryAfterSeconds` says when to try again. */
+  | 'TOO_MANY_ATTEMPTS'
   | 'TOO_LARGE'
   | 'BACKEND_UNAVAILABLE'
   | 'LOCK_TIMEOUT'
@@ -34,16 +40,19 @@ export class StartupError extends Error {}
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly backend: BackendKind | undefined;
+  /** When the client may try again (TOO_MANY_ATTEMPTS): sent as Retry-After. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; backend?: BackendKind },
+    options?: { cause?: unknown; backend?: BackendKind; retryAfterSeconds?: number },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.backend = options?.backend;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -115,6 +124,16 @@ export const contentDamaged = (hash: string) =>
     'BACKEND_UNAVAILABLE',
     `content ${hash} was found damaged during the upload; retry (the retry stores it again)`,
     { backend: 'storage' },
+  );
+export const unauthorized = (why: string) =>
+  new AppError('UNAUTHORIZED', `Authentication required: ${why}`);
+export const forbidden = (user: string, what: string) =>
+  new AppError('FORBIDDEN', `User ${user} may not ${what}: its role is read`);
+export const tooManyAttempts = (retryAfterSeconds: number) =>
+  new AppError(
+    'TOO_MANY_ATTEMPTS',
+    `Too many failed logins from this address; retry in ${retryAfterSeconds} s`,
+    { retryAfterSeconds },
   );
 export const clientAborted = () =>
   new AppError('CLIENT_ABORTED', 'Client went away before the request finished');

@@ -1,5 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from './app.js';
+import { buildApp, buildOpsApp } from './app.js';
+import { Authenticator } from './auth/guard.js';
+import { registerAuthMetrics } from './auth/metrics.js';
+import { UserDirectory } from './auth/users.js';
 import { type Backends, openBackends } from './backends.js';
 import { CachingBlobStore } from './blobcache/store.js';
 import type { BlobStore } from './blobstore/port.js';
@@ -22,6 +25,8 @@ import { removeOrphanedTempFiles } from './tempfiles.js';
 
 export interface RunningServer {
   app: FastifyInstance;
+  /** The OPS_LISTEN_PORT listener's address, when there is one. */
+  opsUrl?: string;
   backends: Backends;
   /** The address actually bound (the port is real even when LISTEN_PORT=0). */
   url: string;
@@ -103,7 +108,20 @@ export async function startServer(
   if (orphans > 0)
     logger.info({ orphans, dir: config.TEMP_DIR }, 'removed spill files left by a crashed process');
   const metrics = new Metrics();
-  const opened = await openBackends(config, logger);
+  // Before the stores open: a users file that does not parse stops start-up
+  // with nothing to undo.
+  const users =
+    config.AUTH_USERS_FILE === undefined
+      ? null
+      : await UserDirectory.open(config.AUTH_USERS_FILE, logger);
+  const access = users
+    ? new Authenticator(users, { maxFailures: config.AUTH_FAILURE_LIMIT })
+    : undefined;
+  if (users && access) registerAuthMetrics(metrics.registry, access, users);
+  const opened = await openBackends(config, logger).catch((err: unknown) => {
+    users?.close();
+    throw err;
+  });
   // Every lock the server takes (requests, migration, cleaner) is timed.
   const backends: Backends = {
     ...opened,
@@ -144,18 +162,29 @@ export async function startServer(
     metrics,
     accessLog: config.ACCESS_LOG,
     trustedProxies: config.TRUSTED_PROXIES === '' ? [] : config.TRUSTED_PROXIES.split(','),
+    access,
+    opsRoutes: config.OPS_LISTEN_PORT === undefined,
   });
+  const ops =
+    config.OPS_LISTEN_PORT === undefined
+      ? null
+      : buildOpsApp({ meta: backends.meta, blobs: backends.blobs, service, logger, metrics });
+  let url: string;
+  let opsUrl: string | undefined;
   try {
     await app.listen({ host: config.LISTEN_ADDRESS, port: config.LISTEN_PORT });
+    url = addressOf(app);
+    if (ops) {
+      await ops.listen({ host: config.OPS_LISTEN_ADDRESS, port: config.OPS_LISTEN_PORT });
+      opsUrl = addressOf(ops);
+    }
   } catch (err) {
+    await app.close();
+    await ops?.close();
+    users?.close();
     await backends.close();
     throw err;
   }
-  const address = app.server.address();
-  const url =
-    typeof address === 'object' && address
-      ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
-      : String(address);
   const cleaner = config.CLEANER_ENABLED
     ? scheduleCleaner(
         createCleaner(config, backends, logger, metrics),
@@ -178,6 +207,7 @@ export async function startServer(
       const deadline = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), timeoutMs);
       });
+      // Metrics stay scrapable while requests drain; the ops listener goes last.
       const closed = app.close().then(() => 'closed' as const);
       // close() drops the connections idle at that moment; a keep-alive
       // connection busy then goes idle when its request ends and would hold
@@ -194,6 +224,8 @@ export async function startServer(
       clearTimeout(timer);
       clearInterval(sweeper);
       clearInterval(totalsFolder);
+      await ops?.close();
+      users?.close();
       gcPacer.stop();
       await cleaner?.stop();
       stopMigration.abort();
@@ -209,13 +241,22 @@ export async function startServer(
   logger.info(
     {
       url,
+      ...(opsUrl === undefined ? {} : { opsUrl }),
+      ...(users ? { users: users.size } : {}),
       storage: config.STORAGE_TYPE,
       metadata: config.KVSTORAGE_TYPE,
       locks: config.LOCKS_TYPE,
     },
     'listening',
   );
-  return { app, backends, url, close };
+  return { app, backends, url, ...(opsUrl === undefined ? {} : { opsUrl }), close };
+}
+
+function addressOf(app: FastifyInstance): string {
+  const address = app.server.address();
+  return typeof address === 'object' && address
+    ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    : String(address);
 }
 
 /** The background copy of a live migration: logged when it ends; stopped by `signal` at shutdown. */

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { requestUser } from './access-control.js';
 
 /** What a connection had read and written when its previous request ended. */
 const marks = new WeakMap<Socket, { read: number; written: number }>();
@@ -9,7 +10,9 @@ const marks = new WeakMap<Socket, { read: number; written: number }>();
  * gunicorn: method, path with query, status, bytes in and out, duration,
  * request id (`reqId`, also sent back as X-Request-Id) and the client
  * address, taken from X-Forwarded-For only when the connection comes from a
- * proxy in TRUSTED_PROXIES (Fastify's trustProxy). Bytes are those of the
+ * proxy in TRUSTED_PROXIES (Fastify's trustProxy), and, with
+ * AUTH_USERS_FILE, the user whose credentials were accepted (never the
+ * credentials: no header is logged). Bytes are those of the
  * connection since the previous request on it ended: request line, headers
  * and body in; status line, headers and body out. The rest of a body
  * drained after an early answer (src/protocol/body.ts) is read after this
@@ -34,6 +37,7 @@ export function registerAccessLog(app: FastifyInstance): void {
         bytesOut: now.written - before.written,
         ms: reply.elapsedTime,
         client: request.ip,
+        user: requestUser(request),
       },
       'access',
     );

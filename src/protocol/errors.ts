@@ -12,6 +12,9 @@ const STATUS: Record<ErrorCode, number> = {
   INVALID_GZIP: 400,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  TOO_MANY_ATTEMPTS: 429,
   TOO_LARGE: 413,
   // A backend that is down or slow is never "not found": the client must retry, not conclude.
   BACKEND_UNAVAILABLE: 503,
@@ -69,6 +72,11 @@ export function sendError(
   if (status >= 500) request.log.error({ err }, line);
   else request.log.debug({ status, reason: line }, 'request refused');
   if (status === 499) return reply; // the client is gone; nothing to send
+  // RFC 9110 §11.6.1: a 401 names the scheme, or clients (requests, curl) never send credentials.
+  if (status === 401) reply.header('www-authenticate', 'Basic realm="s3dedup"');
+  if (err instanceof AppError && err.retryAfterSeconds !== undefined) {
+    reply.header('retry-after', String(err.retryAfterSeconds));
+  }
   // A body still arriving is settled as the answer goes out (src/protocol/body.ts).
   return reply
     .code(status)

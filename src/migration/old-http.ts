@@ -7,6 +7,11 @@ import type { OldFile, OldHead, OldStore, OldUpload } from './source.js';
 import { realName } from './source.js';
 
 export interface OldServerOptions {
+  /**
+   * Its URL; a user and password in it (`http://user:secret@host:9999`,
+   * percent-encoded) are sent as HTTP Basic credentials (an nginx with
+   * auth_basic in front of it), and shown nowhere.
+   */
   url: string;
   /** V1 servers: raw bodies, HTTP-date versions, no /list. */
   v1?: boolean;
@@ -19,23 +24,36 @@ export interface OldServerOptions {
  * redirects (a Filetracker migration server sends GETs of files it lacks to
  * its own fallback). Connection failures, timeouts and 5xx answers are
  * BACKEND_UNAVAILABLE ('filetracker'): a failing old server is never "absent".
+ * Credentials in its URL go with every request to its origin, and to no
+ * other (not to where it redirects elsewhere); a 401 or 403 is a refusal
+ * (never "absent"), and at start-up a StartupError.
  */
 export class OldFiletrackerServer implements OldStore {
+  /** Its URL without the password (with the user, if any): for logs and messages. */
   readonly name: string;
   private readonly base: string;
+  private readonly credentials: boolean;
   private readonly agent: Agent;
   private readonly dispatcher: Dispatcher;
 
   constructor(private readonly o: OldServerOptions) {
-    this.base = o.url.replace(/\/+$/, '');
-    this.name = `${o.v1 ? 'V1' : 'V2'} Filetracker at ${this.base}`;
+    const { base, shown, authorization } = splitCredentials(o.url);
+    this.base = base;
+    this.credentials = authorization !== undefined;
+    this.name = `${o.v1 ? 'V1' : 'V2'} Filetracker at ${shown}`;
     const timeout = o.timeoutMs ?? 30_000;
     this.agent = new Agent({
       connect: { timeout: Math.min(timeout, 10_000) },
       headersTimeout: timeout,
       bodyTimeout: timeout,
     });
-    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+    // Composed last to first: the redirect interceptor is outside, so each
+    // hop it makes passes through authorize(), which adds the credentials to
+    // the hops to the old server's origin alone.
+    this.dispatcher = this.agent.compose(
+      ...(authorization === undefined ? [] : [authorize(new URL(base).origin, authorization)]),
+      interceptors.redirect({ maxRedirections: 5 }),
+    );
     this.list = o.v1 ? undefined : (dir, cutoff) => this.listV2(dir, cutoff);
   }
 
@@ -48,6 +66,11 @@ export class OldFiletrackerServer implements OldStore {
       versions = (JSON.parse(text) as { protocol_versions?: unknown }).protocol_versions;
     } catch {
       versions = undefined;
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new StartupError(
+        `${this.name} refused access (GET /version/: HTTP ${res.statusCode}): ${this.credentialsHint()}`,
+      );
     }
     if (res.statusCode >= 500) {
       throw backendUnavailable(
@@ -244,6 +267,15 @@ export class OldFiletrackerServer implements OldStore {
 
   private async expectOk(res: Dispatcher.ResponseData, doing: string): Promise<void> {
     if (res.statusCode >= 200 && res.statusCode < 300) return;
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      // Its body is the proxy's page, of no use: what to do is said instead.
+      await res.body.dump();
+      throw new AppError(
+        'BAD_GATEWAY',
+        `${this.name} refused access, ${doing}: HTTP ${res.statusCode}; ${this.credentialsHint()}`,
+        { backend: 'filetracker' },
+      );
+    }
     const text = (await res.body.text().catch(() => '')).slice(0, 200);
     const what = `${doing}: HTTP ${res.statusCode}${text ? ` ${text.trim()}` : ''}`;
     // A 4xx is an answer, not an outage: not worth retrying, but still the old server's failure.
@@ -251,6 +283,12 @@ export class OldFiletrackerServer implements OldStore {
       throw new AppError('BAD_GATEWAY', `${this.name} refused ${what}`, { backend: 'filetracker' });
     }
     throw backendUnavailable('filetracker', `${this.name}, ${what}`);
+  }
+
+  private credentialsHint(): string {
+    return this.credentials
+      ? 'check the user and password in its URL'
+      : 'if it asks for a password, give it in its URL (http://user:password@host:port)';
   }
 
   private failure(doing: string, err: unknown): AppError {
@@ -261,6 +299,91 @@ export class OldFiletrackerServer implements OldStore {
       err,
     );
   }
+}
+
+/**
+ * The URL requests go to (without its user and password), the URL to show
+ * (with the user, never the password), and the Authorization header to send
+ * when it carried credentials (percent-decoded, as browsers and curl read them).
+ */
+function splitCredentials(raw: string): { base: string; shown: string; authorization?: string } {
+  const trimmed = raw.replace(/\/+$/, '');
+  // Never echoed as given: it may carry a password.
+  const hidden = () => trimmed.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, '$1***@');
+  let url: URL;
+  try {
+    url = new URL(trimmed);
+  } catch {
+    throw new StartupError(`the old Filetracker's URL is not a valid URL: ${hidden()}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new StartupError(
+      `the old Filetracker's URL must start with http:// or https://: ${hidden()}`,
+    );
+  }
+  if (url.username === '' && url.password === '') return { base: trimmed, shown: trimmed };
+  const user = percentDecoded(url.username);
+  const password = percentDecoded(url.password);
+  url.password = '';
+  const shown = url.href.replace(/\/+$/, '');
+  url.username = '';
+  const base = url.href.replace(/\/+$/, '');
+  const token = Buffer.from(`${user}:${password}`, 'utf8').toString('base64');
+  return { base, shown, authorization: `Basic ${token}` };
+}
+
+function percentDecoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    // A lone "%": taken as it is.
+    return text;
+  }
+}
+
+/**
+ * An interceptor adding `authorization` to each request to `origin`, and to
+ * no other: a redirect elsewhere does not carry the credentials away.
+ */
+function authorize(origin: string, authorization: string): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (opts, handler) => {
+    let to: string | undefined;
+    try {
+      to = opts.origin === undefined ? undefined : new URL(String(opts.origin)).origin;
+    } catch {
+      to = undefined;
+    }
+    if (to !== origin) return dispatch(opts, handler);
+    return dispatch({ ...opts, headers: withAuthorization(opts.headers, authorization) }, handler);
+  };
+}
+
+/**
+ * `headers` with `authorization` set, in any of the shapes undici passes
+ * along (the redirect interceptor hands on a flat name, value, ... list).
+ */
+function withAuthorization(
+  headers: Dispatcher.DispatchOptions['headers'],
+  value: string,
+): Dispatcher.DispatchOptions['headers'] {
+  const other = (name: unknown) => String(name).toLowerCase() !== 'authorization';
+  if (headers == null) return { authorization: value };
+  if (Array.isArray(headers) && !Array.isArray(headers[0])) {
+    const flat: string[] = [];
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      if (other(headers[i])) flat.push(headers[i] as string, headers[i + 1] as string);
+    }
+    return [...flat, 'authorization', value];
+  }
+  if (Symbol.iterator in headers) {
+    const pairs = [...(headers as Iterable<[string, string | string[] | undefined]>)];
+    return [...pairs.filter(([name]) => other(name)), ['authorization', value]];
+  }
+  const record: Record<string, string | string[]> = {};
+  for (const [name, v] of Object.entries(headers)) {
+    if (other(name) && v !== undefined) record[name] = v;
+  }
+  return { ...record, authorization: value };
 }
 
 /** A Filetracker path in a URL: each segment percent-encoded, the slashes kept. */

@@ -30,7 +30,10 @@ type Failure = 'error' | 'reset' | 'cut' | 'gone';
  * - V1: raw bodies, an HTTP-date `Last-Modified`, no `/version`, no `/list`;
  * - a migration mode (`redirectTo`): GET of a file it does not have answers
  *   307 to the same path on another server, as Filetracker's migration server does;
- * - injectable failures per path (500s, connections reset), and a log of requests.
+ * - injectable failures per path (500s, connections reset), and a log of requests;
+ * - behind HTTP Basic auth (`basicAuth`), as an nginx with auth_basic in
+ *   front of it: a request without the credentials, or with others, is a
+ *   401 with nginx's page and `WWW-Authenticate`, before it reaches the server.
  */
 export class FakeFiletracker {
   readonly files = new Map<string, OldFile>();
@@ -41,10 +44,22 @@ export class FakeFiletracker {
   down = false;
   /** A pause before each answer about a file (to catch a migration mid-way). */
   delayMs = 0;
+  /** The user and password the proxy in front asks for; null: none (the default). */
+  basicAuth: { user: string; password: string } | null;
+  /** The Authorization header of each request, in the order of `requests` (undefined: none). */
+  readonly authorizations: Array<string | undefined> = [];
   private server: Server | null = null;
   url = '';
 
-  constructor(private readonly options: { v1?: boolean; redirectTo?: string } = {}) {}
+  constructor(
+    private readonly options: {
+      v1?: boolean;
+      redirectTo?: string;
+      basicAuth?: { user: string; password: string };
+    } = {},
+  ) {
+    this.basicAuth = options.basicAuth ?? null;
+  }
 
   async start(): Promise<this> {
     this.server = createServer((req, res) => {
@@ -94,7 +109,18 @@ export class FakeFiletracker {
     const route = /^\/(files|list|version)(?:\/(.*))?$/.exec(url.pathname);
     const path = route?.[2] === undefined ? '' : decodeURIComponent(route[2]);
     this.requests.push(`${method} /${route?.[1] ?? ''}/${path}`);
+    this.authorizations.push(req.headers.authorization);
     const body = await readBody(req);
+    if (this.basicAuth && !authorized(req.headers.authorization, this.basicAuth)) {
+      res.writeHead(401, {
+        'content-type': 'text/html',
+        'www-authenticate': 'Basic realm="Filetracker"',
+      });
+      res.end(
+        '<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n',
+      );
+      return;
+    }
     if (this.down) return text(res, 503, 'Service Unavailable');
     const failure = this.failures.get(path)?.shift();
     if (failure === 'reset') {
@@ -207,6 +233,19 @@ export class FakeFiletracker {
 /** How the original lists a name: each UTF-8 byte read as a Latin-1 character. */
 export function misEncode(name: string): string {
   return Buffer.from(name, 'utf8').toString('latin1');
+}
+
+/** As nginx reads `Authorization: Basic base64(user:password)`: the scheme in any case, split at the first colon. */
+function authorized(
+  header: string | undefined,
+  wanted: { user: string; password: string },
+): boolean {
+  const token = /^basic\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+  if (token === undefined) return false;
+  const decoded = Buffer.from(token, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return false;
+  return decoded.slice(0, colon) === wanted.user && decoded.slice(colon + 1) === wanted.password;
 }
 
 function encodePath(path: string): string {

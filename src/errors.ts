@@ -135,6 +135,12 @@ export const tooManyAttempts = (retryAfterSeconds: number) =>
     `Too many failed logins from this address; retry in ${retryAfterSeconds} s`,
     { retryAfterSeconds },
   );
+export const loginsBusy = (retryAfterSeconds: number) =>
+  new AppError(
+    'TOO_MANY_ATTEMPTS',
+    `Too many logins waiting for a password check; retry in ${retryAfterSeconds} s`,
+    { retryAfterSeconds },
+  );
 export const clientAborted = () =>
   new AppError('CLIENT_ABORTED', 'Client went away before the request finished');
 export const internal = (what: string, cause?: unknown) =>

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import { unmatchableHash, verifyPassword } from './password.js';
 import type { Role, UserEntry } from './users-file.js';
 
@@ -9,7 +10,9 @@ export type AuthOutcome =
       reason: 'missing' | 'malformed' | 'unknown-user' | 'wrong-password';
       user?: string;
     }
-  | { ok: false; reason: 'rate-limited'; retryAfterSeconds: number; user?: string };
+  | { ok: false; reason: 'rate-limited'; retryAfterSeconds: number; user?: string }
+  /** Too many checks already waiting (a spray from many addresses): not this client's fault. */
+  | { ok: false; reason: 'busy'; retryAfterSeconds: number; user?: string };
 
 export interface AuthenticatorOptions {
   /** How long a checked password is taken on trust: the slow hash runs once per user per this at most. */
@@ -66,6 +69,26 @@ function parseBasic(header: string): Credentials {
 }
 
 /**
+ * What failed logins are counted by: the address, or for IPv6 its /64, the
+ * block one host is usually given, so an attacker cannot take a fresh
+ * address for every guess.
+ */
+export function clientKey(address: string): string {
+  const ip = address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+  if (!isIPv6(ip)) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = ip.includes('::')
+    ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
+}
+
+/**
  * Checks HTTP Basic credentials against the users file. The password hash is
  * deliberately slow and memory-hungry, so everything here is about running it
  * rarely: a correct password is remembered for a while (as an HMAC under a
@@ -90,9 +113,10 @@ export class Authenticator {
   /** By client address; Map order is window start, so expired windows are at the front. */
   private readonly clients = new Map<string, FailureWindow>();
   /** Checks running or queued, by credentials (see check()). */
-  private readonly inFlight = new Map<string, Promise<boolean | number>>();
+  private readonly inFlight = new Map<string, Promise<boolean | number | 'busy'>>();
   private runningHashes = 0;
   private readonly hashQueue: (() => void)[] = [];
+  private readonly knownQueue: (() => void)[] = [];
   private dummyHash: string | undefined;
 
   constructor(
@@ -128,24 +152,29 @@ export class Authenticator {
       return { ok: true, user, role: entry.role };
     }
 
-    const limited = this.limitedFor(client);
+    const address = clientKey(client);
+    const limited = this.limitedFor(address);
     if (limited !== null) return this.rateLimited(limited, user);
     // Requests with the same credentials at once (judging machines starting
     // together under one user) share one check instead of queueing a hash each.
     const key = `${entry?.hash ?? ''}\n${this.mac(`${user}\n${password}`).toString('hex')}`;
     let checking = this.inFlight.get(key);
     if (!checking) {
-      checking = this.slowCheck(password, entry, client).finally(() => this.inFlight.delete(key));
+      checking = this.slowCheck(password, entry, address).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, checking);
     }
     const match = await checking;
+    if (match === 'busy') {
+      this.counters.rateLimited++;
+      return { ok: false, reason: 'busy', retryAfterSeconds: 1, user };
+    }
     if (typeof match === 'number') return this.rateLimited(match, user);
 
     if (!entry || !match) {
       this.counters.failures++;
       // A success never clears the count: one known password must not
       // reset the guessing budget of whoever holds it.
-      this.recordFailure(client);
+      this.recordFailure(address);
       return { ok: false, reason: entry ? 'wrong-password' : 'unknown-user', user };
     }
     this.remember(entry, password);
@@ -153,16 +182,16 @@ export class Authenticator {
   }
 
   /**
-   * Runs the slow hash when a slot is free: whether it matched, or the
-   * seconds to wait when the queue is full or the address got limited while
-   * it waited.
+   * Runs the slow hash when a slot is free: whether it matched, 'busy' when
+   * the queue is full, or the seconds to wait when the address got limited
+   * while it waited.
    */
   private async slowCheck(
     password: string,
     entry: UserEntry | undefined,
     client: string,
-  ): Promise<boolean | number> {
-    if (!(await this.hashSlot())) return 1;
+  ): Promise<boolean | number | 'busy'> {
+    if (!(await this.hashSlot(entry !== undefined))) return 'busy';
     try {
       // Failures may have piled up from this address while it waited.
       const stillLimited = this.limitedFor(client);
@@ -189,7 +218,12 @@ export class Authenticator {
       this.successes.delete(entry.name);
       return false;
     }
-    return timingSafeEqual(this.mac(password), cached.mac);
+    if (!timingSafeEqual(this.mac(password), cached.mac)) return false;
+    // Kept while in use: a busy user is never sent back to the slow hash (and
+    // its queue, which a spray may hold full). A change of the entry in the
+    // file still drops it at once.
+    cached.expires = this.now() + this.successTtlMs;
+    return true;
   }
 
   private remember(entry: UserEntry, password: string): void {
@@ -242,19 +276,25 @@ export class Authenticator {
     return { ok: false, reason: 'rate-limited', retryAfterSeconds, user };
   }
 
-  /** Waits for a turn to hash; false at once when the queue is full. */
-  private hashSlot(): Promise<boolean> {
+  /**
+   * Waits for a turn to hash; false at once when the queue is full. Names in
+   * the users file have a queue of their own, served first: a spray of
+   * made-up names from many addresses fills only the other one, and does not
+   * keep real users out.
+   */
+  private hashSlot(known: boolean): Promise<boolean> {
     if (this.runningHashes < this.maxConcurrentHashes) {
       this.runningHashes++;
       return Promise.resolve(true);
     }
-    if (this.hashQueue.length >= this.maxQueuedHashes) return Promise.resolve(false);
+    const queue = known ? this.knownQueue : this.hashQueue;
+    if (queue.length >= this.maxQueuedHashes) return Promise.resolve(false);
     // The slot passes straight from the releasing check to the next in line.
-    return new Promise((resolve) => this.hashQueue.push(() => resolve(true)));
+    return new Promise((resolve) => queue.push(() => resolve(true)));
   }
 
   private releaseHashSlot(): void {
-    const next = this.hashQueue.shift();
+    const next = this.knownQueue.shift() ?? this.hashQueue.shift();
     if (next) next();
     else this.runningHashes--;
   }

@@ -58,6 +58,7 @@ export class UserDirectory {
       throw new StartupError(`AUTH_USERS_FILE: ${(err as Error).message}`);
     }
     logger.info({ file: path, users: users.size }, 'access control on: users file read');
+    if (users.size === 0) warnNoUsers(logger, path);
     return new UserDirectory(path, logger, options.pollMs ?? 250, users, stamp);
   }
 
@@ -75,10 +76,14 @@ export class UserDirectory {
     if (stamp === this.stamp || stamp === this.failedStamp) return;
     try {
       const users = await readUsersFile(this.path);
+      // Changed while we read it (written in place, not replaced): what we
+      // read may be half of it. The next poll reads it whole.
+      if ((await stampOf(this.path)) !== stamp) return;
       this.users = users;
       this.stamp = stamp;
       this.failedStamp = undefined;
       this.logger.info({ file: this.path, users: users.size }, 'users file reloaded');
+      if (users.size === 0) warnNoUsers(this.logger, this.path);
     } catch (err) {
       this.failedStamp = stamp;
       this.logger.error(
@@ -104,4 +109,11 @@ export class UserDirectory {
     }, this.pollMs);
     this.timer.unref();
   }
+}
+
+function warnNoUsers(logger: Logger, path: string): void {
+  logger.warn(
+    { file: path },
+    'the users file has no users: every request but /version and /health is refused',
+  );
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthOutcome } from '../auth/guard.js';
-import { forbidden, tooManyAttempts, unauthorized } from '../errors.js';
+import { forbidden, loginsBusy, tooManyAttempts, unauthorized } from '../errors.js';
 
 /** What a request must show: nothing, any user's credentials, or a `write` user's. */
 export type Need = 'open' | 'read' | 'write';
@@ -49,6 +49,7 @@ export function registerAccessControl(app: FastifyInstance, credentials: Credent
     const outcome = await credentials.check(request.headers.authorization, request.ip);
     if (!outcome.ok) {
       if (outcome.reason === 'rate-limited') throw tooManyAttempts(outcome.retryAfterSeconds);
+      if (outcome.reason === 'busy') throw loginsBusy(outcome.retryAfterSeconds);
       throw unauthorized(
         outcome.reason === 'missing'
           ? 'send HTTP Basic credentials (user:password@ in the URL, or ~/.netrc)'

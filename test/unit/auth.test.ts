@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Authenticator } from '../../src/auth/guard.js';
+import { Authenticator, type AuthOutcome, clientKey } from '../../src/auth/guard.js';
 import { registerAuthMetrics } from '../../src/auth/metrics.js';
 import {
   DEFAULT_SCRYPT,
@@ -353,7 +353,7 @@ describe('Authenticator', () => {
     expect(auth.counters).toEqual({ hashChecks: 4, cacheHits: 0, failures: 2, rateLimited: 0 });
   });
 
-  it('checks a correct password once, then trusts its HMAC until the TTL ends', async () => {
+  it('checks a correct password once, then trusts its HMAC until unused for the TTL', async () => {
     const auth = new Authenticator(directory, { now, successTtlMs: 60_000 });
     const header = basic('alice', 'alice-pw');
     expect((await auth.check(header, 'c')).ok).toBe(true);
@@ -369,9 +369,14 @@ describe('Authenticator', () => {
     clock += 59_999;
     expect((await auth.check(header, 'c')).ok).toBe(true);
     expect(auth.counters).toMatchObject({ hashChecks: 2, cacheHits: 7 });
-    clock += 1;
+    // Each use keeps it: still remembered 59.999 s after the last one...
+    clock += 59_999;
     expect((await auth.check(header, 'c')).ok).toBe(true);
-    expect(auth.counters).toMatchObject({ hashChecks: 3, cacheHits: 7 });
+    expect(auth.counters).toMatchObject({ hashChecks: 2, cacheHits: 8 });
+    // ...and checked again once unused for the whole TTL.
+    clock += 60_000;
+    expect((await auth.check(header, 'c')).ok).toBe(true);
+    expect(auth.counters).toMatchObject({ hashChecks: 3, cacheHits: 8 });
   });
 
   it('forgets a cached password as soon as the file changes it or removes the user', async () => {
@@ -470,7 +475,13 @@ describe('Authenticator', () => {
     for (let batch = 0; batch < 50_000; batch += 40) {
       const checks: Promise<unknown>[] = [];
       for (let i = batch; i < batch + 40; i++) {
-        checks.push(auth.check(basic('alice', 'wrong'), `2001:db8::${i.toString(16)}`));
+        // One /64 each: addresses within a /64 count as one client.
+        checks.push(
+          auth.check(
+            basic('alice', 'wrong'),
+            `2001:db8:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::1`,
+          ),
+        );
       }
       await Promise.all(checks);
       most = Math.max(most, auth.trackedClients);
@@ -496,14 +507,47 @@ describe('Authenticator', () => {
       'wrong-password',
       'wrong-password',
       'wrong-password',
-      'rate-limited',
-      'rate-limited',
+      'busy',
+      'busy',
     ]);
     expect(outcomes[3]).toMatchObject({ retryAfterSeconds: 1, user: 'alice' });
     expect(auth.counters).toMatchObject({ hashChecks: 3, rateLimited: 2, failures: 3 });
     // The queue drained: the next check runs.
     expect((await auth.check(basic('alice', 'alice-pw'), 'f')).ok).toBe(true);
     expect(auth.counters.hashChecks).toBe(4);
+  });
+
+  it('names in the users file are served before made-up ones, whose queue a spray fills', async () => {
+    const auth = new Authenticator(directory, { now, maxConcurrentHashes: 1, maxQueuedHashes: 2 });
+    const order: string[] = [];
+    const track = (label: string, p: Promise<AuthOutcome>) =>
+      p.then((o) => {
+        order.push(`${label}:${o.ok ? 'ok' : o.reason}`);
+      });
+    const spray = ['n1', 'n2', 'n3', 'n4'].map((n, i) =>
+      track(n, auth.check(basic(`nobody-${n}`, 'x'), `192.0.2.${i}`)),
+    );
+    // Arrives after the spray has filled the queue of unknown names.
+    const real = track('alice', auth.check(basic('alice', 'alice-pw'), '198.51.100.1'));
+    await Promise.all([...spray, real]);
+    // n1 ran at once, n2 and n3 queued, n4 found that queue full; alice
+    // waited in her own queue and went before n2 and n3.
+    expect(order).toEqual([
+      'n4:busy',
+      'n1:unknown-user',
+      'alice:ok',
+      'n2:unknown-user',
+      'n3:unknown-user',
+    ]);
+  });
+
+  it('counts an IPv6 client by its /64, and IPv4-mapped addresses as IPv4', () => {
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8:1:2:ffff:ffff:ffff:fffe')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(clientKey('::1')).toBe('0:0:0:0::/64');
+    expect(clientKey('::ffff:203.0.113.9')).toBe('203.0.113.9');
+    expect(clientKey('203.0.113.9')).toBe('203.0.113.9');
   });
 
   it('the same credentials at the same moment share one check', async () => {

@@ -125,7 +125,10 @@ export async function startServer(
   // Every lock the server takes (requests, migration, cleaner) is timed.
   const backends: Backends = {
     ...opened,
-    blobs: await withBlobCache(config, opened, logger, metrics),
+    blobs: await withBlobCache(config, opened, logger, metrics).catch((err: unknown) => {
+      users?.close();
+      throw err;
+    }),
     locks: timedLocks(opened.locks, metrics.lockWait),
   };
   const gcPacer = processGcPacer();
@@ -179,8 +182,8 @@ export async function startServer(
       opsUrl = addressOf(ops);
     }
   } catch (err) {
-    await app.close();
-    await ops?.close();
+    // Whatever listened lets go, and the stores close even if that fails.
+    await Promise.allSettled([app.close(), ops?.close()]);
     users?.close();
     await backends.close();
     throw err;

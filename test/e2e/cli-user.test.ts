@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { verifyPassword } from '../../src/auth/password.js';
+import { DEFAULT_SCRYPT, verifyPassword } from '../../src/auth/password.js';
 import { readUsersFile } from '../../src/auth/users-file.js';
 import { CLI, runCli } from '../support/process.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -83,7 +83,7 @@ describe('s3dedup user', () => {
     expect(alice).toMatchObject({ code: 0, stdout: 'added alice (read)\n' });
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const first = (await readUsersFile(file)).get('alice');
-    expect(first?.hash).toMatch(/^\$scrypt\$ln=14,r=8,p=1\$/);
+    expect(first?.hash).toMatch(new RegExp(`^\\$scrypt\\$ln=${DEFAULT_SCRYPT.logN},r=8,p=1\\$`));
     expect(await verifyPassword('alice secret', first?.hash ?? '')).toBe(true);
 
     // The first line is the password: no trailing newline, nothing after it.

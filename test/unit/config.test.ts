@@ -49,6 +49,10 @@ const A: Record<string, string | number | boolean> = {
   TRUST_CLIENT_CHECKSUMS: true,
   ACCESS_LOG: false,
   TRUSTED_PROXIES: '10.0.0.0/8,loopback',
+  AUTH_USERS_FILE: '/a/users',
+  AUTH_FAILURE_LIMIT: 20,
+  OPS_LISTEN_PORT: 9101,
+  OPS_LISTEN_ADDRESS: '127.0.0.2',
   CLEANER_ENABLED: false,
   CLEANER_INTERVAL: 60,
   CLEANER_BATCH_SIZE: 10,
@@ -105,6 +109,10 @@ const B: Record<string, string> = {
   TRUST_CLIENT_CHECKSUMS: 'false',
   ACCESS_LOG: 'true',
   TRUSTED_PROXIES: '192.168.1.1',
+  AUTH_USERS_FILE: '/b/users',
+  AUTH_FAILURE_LIMIT: '30',
+  OPS_LISTEN_PORT: '9102',
+  OPS_LISTEN_ADDRESS: '::1',
   CLEANER_ENABLED: 'true',
   CLEANER_INTERVAL: '120',
   CLEANER_BATCH_SIZE: '20',
@@ -192,6 +200,22 @@ describe('configuration', () => {
       expect(fromFile[name], name).toEqual(A[name]);
       expect(both[name], name).toEqual(fromEnv[name]);
       expect(both[name], name).not.toEqual(fromFile[name]);
+    }
+  });
+
+  it('never quotes a URL password in an error', () => {
+    for (const url of ['ftp://bob:s3cr3t@old:9999', 'bob:s3c@r3t@old:9999']) {
+      const err = (() => {
+        try {
+          loadConfig({ env: { FILETRACKER_URL: url } });
+        } catch (e) {
+          return e as Error;
+        }
+        return new Error('accepted');
+      })();
+      expect(err.message).toMatch(/FILETRACKER_URL/);
+      expect(err.message).toContain('***@');
+      expect(err.message).not.toMatch(/s3cr3t|s3c|r3t/);
     }
   });
 

@@ -15,7 +15,7 @@ export type AuthOutcome =
   | { ok: false; reason: 'busy'; retryAfterSeconds: number; user?: string };
 
 export interface AuthenticatorOptions {
-  /** How long a checked password is taken on trust: the slow hash runs once per user per this at most. */
+  /** How long a checked password stays remembered after the user's last request (no slow hash meanwhile). */
   successTtlMs?: number;
   /** Failed attempts (unknown user, wrong password) an address may make per window... */
   maxFailures?: number;
@@ -25,7 +25,7 @@ export interface AuthenticatorOptions {
   maxTrackedClients?: number;
   /** Slow hashes run at once (each holds 32 MiB while it runs); more wait in a queue... */
   maxConcurrentHashes?: number;
-  /** ...of this length; past it a request that needs one is refused as rate-limited. */
+  /** ...of this length (each of the two queues, see hashSlot()); past it a request that needs one is answered 'busy'. */
   maxQueuedHashes?: number;
   /** Clock, in milliseconds (tests inject one). */
   now?: () => number;
@@ -74,7 +74,8 @@ function parseBasic(header: string): Credentials {
  * address for every guess.
  */
 export function clientKey(address: string): string {
-  const ip = address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+  const lower = address.toLowerCase();
+  const ip = lower.startsWith('::ffff:') && isIPv4(lower.slice(7)) ? lower.slice(7) : lower;
   if (!isIPv6(ip)) return ip;
   const [head = '', tail = ''] = ip.split('::');
   const left = head === '' ? [] : head.split(':');
@@ -108,15 +109,18 @@ export class Authenticator {
   private readonly now: () => number;
 
   private readonly macKey = randomBytes(32);
-  /** By user name; Map order is insertion, so the first entry is the oldest. */
+  /** By user name; in order of last use, so the first entry is the one used longest ago. */
   private readonly successes = new Map<string, CachedSuccess>();
   /** By client address; Map order is window start, so expired windows are at the front. */
   private readonly clients = new Map<string, FailureWindow>();
   /** Checks running or queued, by credentials (see check()). */
   private readonly inFlight = new Map<string, Promise<boolean | number | 'busy'>>();
   private runningHashes = 0;
-  private readonly hashQueue: (() => void)[] = [];
-  private readonly knownQueue: (() => void)[] = [];
+  /** Checks waiting for a slot: from addresses with a recent success, and from the rest. */
+  private readonly trustedQueue: (() => void)[] = [];
+  private readonly otherQueue: (() => void)[] = [];
+  /** Addresses (clientKey) that logged in lately, until when; in order of last success. */
+  private readonly trusted = new Map<string, number>();
   private dummyHash: string | undefined;
 
   constructor(
@@ -149,6 +153,7 @@ export class Authenticator {
       // Before the limiter: a correct user behind the same address as an
       // attacker (a NAT, a proxy) costs no hash and keeps working.
       this.counters.cacheHits++;
+      this.trust(clientKey(client));
       return { ok: true, user, role: entry.role };
     }
 
@@ -159,11 +164,18 @@ export class Authenticator {
     // together under one user) share one check instead of queueing a hash each.
     const key = `${entry?.hash ?? ''}\n${this.mac(`${user}\n${password}`).toString('hex')}`;
     let checking = this.inFlight.get(key);
+    const joined = checking !== undefined;
     if (!checking) {
       checking = this.slowCheck(password, entry, address).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, checking);
     }
-    const match = await checking;
+    let match = await checking;
+    // A shared check that did not run (its starter's queue was full, or its
+    // starter's address got limited) says nothing of this request's own
+    // address: it takes its own turn.
+    if (joined && (match === 'busy' || typeof match === 'number')) {
+      match = await this.slowCheck(password, entry, address);
+    }
     if (match === 'busy') {
       this.counters.rateLimited++;
       return { ok: false, reason: 'busy', retryAfterSeconds: 1, user };
@@ -178,6 +190,7 @@ export class Authenticator {
       return { ok: false, reason: entry ? 'wrong-password' : 'unknown-user', user };
     }
     this.remember(entry, password);
+    this.trust(address);
     return { ok: true, user, role: entry.role };
   }
 
@@ -191,7 +204,7 @@ export class Authenticator {
     entry: UserEntry | undefined,
     client: string,
   ): Promise<boolean | number | 'busy'> {
-    if (!(await this.hashSlot(entry !== undefined))) return 'busy';
+    if (!(await this.hashSlot(this.isTrusted(client)))) return 'busy';
     try {
       // Failures may have piled up from this address while it waited.
       const stillLimited = this.limitedFor(client);
@@ -223,6 +236,9 @@ export class Authenticator {
     // its queue, which a spray may hold full). A change of the entry in the
     // file still drops it at once.
     cached.expires = this.now() + this.successTtlMs;
+    // Moved to the end: the first entry stays the one used longest ago.
+    this.successes.delete(entry.name);
+    this.successes.set(entry.name, cached);
     return true;
   }
 
@@ -277,24 +293,42 @@ export class Authenticator {
   }
 
   /**
-   * Waits for a turn to hash; false at once when the queue is full. Names in
-   * the users file have a queue of their own, served first: a spray of
-   * made-up names from many addresses fills only the other one, and does not
-   * keep real users out.
+   * Waits for a turn to hash; false at once when the queue is full. Addresses
+   * that logged in lately have a queue of their own, served first: a spray
+   * from many addresses fills only the other one, and judging machines that
+   * were working keep getting in. By address, not by name: a queue by name
+   * would answer made-up names differently and tell which names exist.
    */
-  private hashSlot(known: boolean): Promise<boolean> {
+  private hashSlot(trusted: boolean): Promise<boolean> {
     if (this.runningHashes < this.maxConcurrentHashes) {
       this.runningHashes++;
       return Promise.resolve(true);
     }
-    const queue = known ? this.knownQueue : this.hashQueue;
+    const queue = trusted ? this.trustedQueue : this.otherQueue;
     if (queue.length >= this.maxQueuedHashes) return Promise.resolve(false);
     // The slot passes straight from the releasing check to the next in line.
     return new Promise((resolve) => queue.push(() => resolve(true)));
   }
 
+  private trust(address: string): void {
+    this.trusted.delete(address);
+    if (this.trusted.size >= this.maxTrackedClients) {
+      const oldest = this.trusted.keys().next();
+      if (!oldest.done) this.trusted.delete(oldest.value);
+    }
+    this.trusted.set(address, this.now() + this.successTtlMs);
+  }
+
+  private isTrusted(address: string): boolean {
+    const until = this.trusted.get(address);
+    if (until === undefined) return false;
+    if (until > this.now()) return true;
+    this.trusted.delete(address);
+    return false;
+  }
+
   private releaseHashSlot(): void {
-    const next = this.knownQueue.shift() ?? this.hashQueue.shift();
+    const next = this.trustedQueue.shift() ?? this.otherQueue.shift();
     if (next) next();
     else this.runningHashes--;
   }

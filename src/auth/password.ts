@@ -109,7 +109,7 @@ function derive(
   });
 }
 
-/** A PHC string as passlib writes scrypt: `$scrypt$ln=14,r=8,p=1$<salt>$<key>`. */
+/** A PHC string as passlib writes scrypt: `$scrypt$ln=15,r=8,p=1$<salt>$<key>`. */
 export async function hashPassword(
   password: string,
   params: ScryptParams = DEFAULT_SCRYPT,

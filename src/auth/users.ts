@@ -74,23 +74,26 @@ export class UserDirectory {
   async refresh(): Promise<void> {
     const stamp = await stampOf(this.path);
     if (stamp === this.stamp || stamp === this.failedStamp) return;
+    let users: Map<string, UserEntry>;
     try {
-      const users = await readUsersFile(this.path);
-      // Changed while we read it (written in place, not replaced): what we
-      // read may be half of it. The next poll reads it whole.
-      if ((await stampOf(this.path)) !== stamp) return;
-      this.users = users;
-      this.stamp = stamp;
-      this.failedStamp = undefined;
-      this.logger.info({ file: this.path, users: users.size }, 'users file reloaded');
-      if (users.size === 0) warnNoUsers(this.logger, this.path);
+      users = await readUsersFile(this.path);
     } catch (err) {
+      // Half-written (edited in place, not replaced): the next poll reads it whole.
+      if ((await stampOf(this.path)) !== stamp) return;
       this.failedStamp = stamp;
       this.logger.error(
         { file: this.path, users: this.users.size },
         `users file not reloaded, the last good one stays in use: ${(err as Error).message}`,
       );
+      return;
     }
+    // Changed while we read it: what parsed may be half of it. The next poll reads it whole.
+    if ((await stampOf(this.path)) !== stamp) return;
+    this.users = users;
+    this.stamp = stamp;
+    this.failedStamp = undefined;
+    this.logger.info({ file: this.path, users: users.size }, 'users file reloaded');
+    if (users.size === 0) warnNoUsers(this.logger, this.path);
   }
 
   /** Stops watching. */

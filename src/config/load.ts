@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { withoutUserinfo } from '../observability/redact.js';
 import { type Config, VARIABLE_NAMES, VARIABLES, type VariableName } from './schema.js';
 
 /** A configuration that cannot start the server; the message names every bad variable. */
@@ -73,7 +74,9 @@ export function loadConfig(sources: ConfigSources): Config {
     if (result.success) out[name] = result.data;
     else {
       const message = result.error.issues[0]?.message ?? 'invalid';
-      problems.push(`${name} ${message} (got ${JSON.stringify(withoutPassword(value))})`);
+      problems.push(
+        `${name} ${message} (got ${JSON.stringify(typeof value === 'string' ? withoutUserinfo(value) : value)})`,
+      );
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -109,17 +112,4 @@ function crossCheck(c: Config): string[] {
     );
   }
   return problems;
-}
-
-/**
- * A value as an error message may quote it: a URL's password (FILETRACKER_URL,
- * DATABASE_URL may carry one) is replaced by ***, even in a URL too broken to
- * parse, so a typo in the scheme does not print the secret.
- */
-function withoutPassword(value: unknown): unknown {
-  if (typeof value !== 'string' || !value.includes('@')) return value;
-  return value.replace(
-    /^([^/]*\/\/)?.*@/,
-    (_all, scheme: string | undefined) => `${scheme ?? ''}***@`,
-  );
 }

@@ -2,6 +2,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
 import { AppError, backendUnavailable, StartupError } from '../errors.js';
+import { withoutUserinfo } from '../observability/redact.js';
 import { formatVersion, parseVersion } from '../protocol/versions.js';
 import type { OldFile, OldHead, OldStore, OldUpload } from './source.js';
 import { realName } from './source.js';
@@ -309,7 +310,7 @@ export class OldFiletrackerServer implements OldStore {
 function splitCredentials(raw: string): { base: string; shown: string; authorization?: string } {
   const trimmed = raw.replace(/\/+$/, '');
   // Never echoed as given: it may carry a password.
-  const hidden = () => trimmed.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, '$1***@');
+  const hidden = () => withoutUserinfo(trimmed);
   let url: URL;
   try {
     url = new URL(trimmed);

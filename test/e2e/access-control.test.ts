@@ -423,12 +423,16 @@ describe('the users file while the server runs', () => {
     expect(removed.code, removed.output).toBe(0);
     const t0 = performance.now();
     let status = 200;
+    let sent = t0;
     while (status === 200 && performance.now() - t0 < 3000) {
+      // When the refused request was sent: the server had dropped the user by
+      // then (its answer waits for a slow check of an unknown name).
+      sent = performance.now();
       status = (await http(`${ctx.server.url}/list/`, { headers })).status;
       if (status === 200) await new Promise((r) => setTimeout(r, 20));
     }
     expect(status).toBe(401);
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(sent - t0).toBeLessThan(1000);
 
     // Added back with a new password: the old one, remembered before, no longer works.
     const readded = await userCommand(

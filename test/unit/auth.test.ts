@@ -517,8 +517,10 @@ describe('Authenticator', () => {
     expect(auth.counters.hashChecks).toBe(4);
   });
 
-  it('names in the users file are served before made-up ones, whose queue a spray fills', async () => {
+  it('addresses that logged in lately are served first; names make no difference', async () => {
     const auth = new Authenticator(directory, { now, maxConcurrentHashes: 1, maxQueuedHashes: 2 });
+    // A judging machine that was working: its address has a recent success.
+    expect((await auth.check(basic('alice', 'alice-pw'), '198.51.100.1')).ok).toBe(true);
     const order: string[] = [];
     const track = (label: string, p: Promise<AuthOutcome>) =>
       p.then((o) => {
@@ -527,15 +529,20 @@ describe('Authenticator', () => {
     const spray = ['n1', 'n2', 'n3', 'n4'].map((n, i) =>
       track(n, auth.check(basic(`nobody-${n}`, 'x'), `192.0.2.${i}`)),
     );
-    // Arrives after the spray has filled the queue of unknown names.
-    const real = track('alice', auth.check(basic('alice', 'alice-pw'), '198.51.100.1'));
-    await Promise.all([...spray, real]);
-    // n1 ran at once, n2 and n3 queued, n4 found that queue full; alice
-    // waited in her own queue and went before n2 and n3.
+    // After the spray has filled the common queue: a real name from a new
+    // address is answered as a made-up one is (no hint that it exists)...
+    const stranger = track('bob@new', auth.check(basic('bob', 'a-guess'), '192.0.2.9'));
+    // ...and the known address waits in its own queue, served first.
+    const machine = track(
+      'bob@known',
+      auth.check(basic('bob', 'bob:pw:with:colons'), '198.51.100.1'),
+    );
+    await Promise.all([...spray, stranger, machine]);
     expect(order).toEqual([
       'n4:busy',
+      'bob@new:busy',
       'n1:unknown-user',
-      'alice:ok',
+      'bob@known:ok',
       'n2:unknown-user',
       'n3:unknown-user',
     ]);
@@ -548,6 +555,8 @@ describe('Authenticator', () => {
     expect(clientKey('::1')).toBe('0:0:0:0::/64');
     expect(clientKey('::ffff:203.0.113.9')).toBe('203.0.113.9');
     expect(clientKey('203.0.113.9')).toBe('203.0.113.9');
+    expect(clientKey('::FFFF:203.0.113.9')).toBe('203.0.113.9');
+    expect(clientKey('2001:DB8:1:2::1')).toBe('2001:db8:1:2::/64');
   });
 
   it('the same credentials at the same moment share one check', async () => {

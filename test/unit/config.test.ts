@@ -204,7 +204,11 @@ describe('configuration', () => {
   });
 
   it('never quotes a URL password in an error', () => {
-    for (const url of ['ftp://bob:s3cr3t@old:9999', 'bob:s3c@r3t@old:9999']) {
+    for (const url of [
+      'ftp://bob:s3cr3t@old:9999',
+      'bob:s3c@r3t@old:9999',
+      'ftp://bob:s3c\nr3t@old',
+    ]) {
       const err = (() => {
         try {
           loadConfig({ env: { FILETRACKER_URL: url } });

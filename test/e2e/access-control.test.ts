@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/auth/password.js';
 import { http, pyVersionQuery, rawHttp } from '../support/http.js';
-import { CLI, type ServerProcess, startServerProcess } from '../support/process.js';
+import { runCli, runProcess, type ServerProcess, startServerProcess } from '../support/process.js';
 import { RawConnection } from '../support/raw-connection.js';
 import { makeTempDir } from '../support/tmp.js';
 
@@ -63,43 +62,15 @@ interface PyResult {
   body: string;
 }
 
-function run(
-  command: string,
-  args: string[],
-  options: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<{ code: number | null; stdout: string; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { PATH: process.env.PATH ?? '', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      output += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, output }));
-    child.stdin.end(options.stdin ?? '');
-  });
-}
-
 async function python(base: string, ops: string[], env: Record<string, string> = {}) {
-  const res = await run('python3', ['-c', PY_CLIENT, base, ...ops], { env });
+  const res = await runProcess('python3', ['-c', PY_CLIENT, base, ...ops], { env });
   if (res.code !== 0) throw new Error(`python3 failed:\n${res.output}`);
   return JSON.parse(res.stdout) as PyResult[];
 }
 
 /** `s3dedup user ...` with the password on standard input, as a script would run it. */
 function userCommand(usersFile: string, args: string[], password = '') {
-  return run(CLI, ['user', ...args], {
-    env: { AUTH_USERS_FILE: usersFile },
-    stdin: `${password}\n`,
-  });
+  return runCli(['user', ...args], { AUTH_USERS_FILE: usersFile }, `${password}\n`);
 }
 
 function withCredentials(url: string, user: { name: string; password: string }): string {

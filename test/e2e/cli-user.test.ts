@@ -7,30 +7,6 @@ import { readUsersFile } from '../../src/auth/users-file.js';
 import { CLI, runCli } from '../support/process.js';
 import { makeTempDir } from '../support/tmp.js';
 
-/** Runs the built CLI with `input` on its standard input (a pipe, not a terminal). */
-function runWithInput(
-  args: string[],
-  env: Record<string, string>,
-  input: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(CLI, args, {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
 /** util-linux `script` gives the command a terminal (Debian has it in every install). */
 const hasScript = spawnSync('script', ['--version']).status === 0;
 
@@ -76,7 +52,7 @@ describe('s3dedup user', () => {
   });
 
   const add = (name: string, role: string, password: string) =>
-    runWithInput(['user', 'add', name, '--role', role], env, `${password}\n`);
+    runCli(['user', 'add', name, '--role', role], env, `${password}\n`);
 
   it('adds from standard input, lists names and roles only, updates, removes', async () => {
     const alice = await add('alice', 'read', 'alice secret');
@@ -87,7 +63,7 @@ describe('s3dedup user', () => {
     expect(await verifyPassword('alice secret', first?.hash ?? '')).toBe(true);
 
     // The first line is the password: no trailing newline, nothing after it.
-    const bob = await runWithInput(
+    const bob = await runCli(
       ['user', 'add', 'bob@ci', '--role', 'write'],
       env,
       'bob pw\nignored\n',
@@ -159,7 +135,7 @@ describe('s3dedup user', () => {
     const role = await add('alice', 'admin', 'pw');
     expect(role.code).toBe(2);
     expect(role.stderr).toMatch(/'admin' is invalid\. Allowed choices are read, write/);
-    expect((await runWithInput(['user', 'add', 'bob'], env, 'pw\n')).code).toBe(2);
+    expect((await runCli(['user', 'add', 'bob'], env, 'pw\n')).code).toBe(2);
 
     for (const name of ['bad:name', 'with space', 'x'.repeat(65), 'tab\there']) {
       const bad = await add(name, 'read', 'pw');
@@ -167,7 +143,7 @@ describe('s3dedup user', () => {
       expect(bad.stderr).toMatch(/must be 1 to 64 characters of A-Z a-z 0-9 \. _ @ -/);
     }
 
-    const empty = await runWithInput(['user', 'add', 'bob', '--role', 'read'], env, '');
+    const empty = await runCli(['user', 'add', 'bob', '--role', 'read'], env, '');
     expect(empty.code).toBe(2);
     expect(empty.stderr).toMatch(/empty password refused/);
     expect((await add('bob', 'read', '')).code).toBe(2);
@@ -200,13 +176,13 @@ describe('s3dedup user', () => {
       expect(unset.code).toBe(2);
       expect(unset.output).toMatch(/AUTH_USERS_FILE is not set/);
     }
-    const unsetAdd = await runWithInput(['user', 'add', 'alice', '--role', 'read'], {}, 'pw\n');
+    const unsetAdd = await runCli(['user', 'add', 'alice', '--role', 'read'], {}, 'pw\n');
     expect(unsetAdd.code).toBe(2);
     expect(unsetAdd.stderr).toMatch(/AUTH_USERS_FILE is not set/);
 
     const config = join(dir.path, 'config.json');
     await writeFile(config, JSON.stringify({ AUTH_USERS_FILE: file }));
-    const fromFile = await runWithInput(
+    const fromFile = await runCli(
       ['user', 'add', 'alice', '--role', 'read', '--config', config],
       {},
       'pw\n',

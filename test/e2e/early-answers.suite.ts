@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DRAIN_LIMIT, LINGER_IDLE_MS } from '../../src/protocol/body.js';
 import { http, pyVersionQuery } from '../support/http.js';
+import { runProcess } from '../support/process.js';
 import { RawConnection } from '../support/raw-connection.js';
 import { type BackendProfile, startTestServer, type TestServer } from '../support/server.js';
 import { eventually, snapshot, temporaryFiles } from '../support/state.js';
@@ -209,7 +209,7 @@ r = c.getresponse()
 print(r.status, r.getheader('X-Exception'))
 `;
       // Not spawnSync: the server under test runs in this process.
-      const run = await runPython(script, [port]);
+      const run = await runProcess('python3', ['-c', script, port]);
       expect(run.stderr).toBe('');
       expect(run.stdout.trim()).toBe(
         '400 Invalid SHA256-Checksum header: expected 64 hexadecimal digits',
@@ -234,21 +234,5 @@ print(r.status, r.getheader('X-Exception'))
       await new Promise((r) => setTimeout(r, LINGER_IDLE_MS + 1000));
       expect(await conn.acceptsBytes()).toBe(false);
     });
-  });
-}
-
-function runPython(script: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-c', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('exit', () => resolve({ stdout, stderr }));
   });
 }

@@ -97,28 +97,50 @@ function procStatus(pid: number | undefined, field: string): number {
   return Number(kb) * 1024;
 }
 
+/** What a command printed and how it ended (code null: a signal ended it). */
+export interface ProcessResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Standard output and error as they came, interleaved. */
+  output: string;
+}
+
 /**
- * Runs the CLI to completion and returns its exit code (null when a signal
- * ended it), everything it printed, and its standard output alone.
+ * Runs a command to completion, with only PATH and `env` in its environment;
+ * with `stdin`, that text on its standard input (a pipe, not a terminal),
+ * otherwise none.
  */
+export function runProcess(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      env: { PATH: process.env.PATH ?? '', ...options.env },
+      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const result: ProcessResult = { code: null, stdout: '', stderr: '', output: '' };
+    child.stdout?.on('data', (d: Buffer) => {
+      result.stdout += d.toString();
+      result.output += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      result.stderr += d.toString();
+      result.output += d.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ ...result, code }));
+    if (options.stdin !== undefined) child.stdin?.end(options.stdin);
+  });
+}
+
+/** Runs the built CLI to completion (see runProcess). */
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
-): Promise<{ code: number | null; output: string; stdout: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(CLI, args, {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => {
-      output += d.toString();
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    child.on('exit', (code) => resolve({ code, output, stdout }));
-  });
+  stdin?: string,
+): Promise<ProcessResult> {
+  return runProcess(CLI, args, { env, ...(stdin === undefined ? {} : { stdin }) });
 }

@@ -240,7 +240,20 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, input: Readable | Buffer, options: PutOptions = {}): Promise<PutResult> {
     const { signal } = options;
-    // One path for both: a buffer is copied into a part buffer like any stream's bytes.
+    if (Buffer.isBuffer(input) && input.length < this.partSize) {
+      // Already whole in memory: sent as it is. Copying it into a fresh part
+      // buffer cost an allocation and its page faults per upload.
+      const release = await this.buffers.reserve(input.length, signal);
+      try {
+        const mode = await options.beforeCommit?.();
+        return await this.putSingle(key, input, mode === 'replace', signal);
+      } catch (err) {
+        throw this.mapError(err, `storing ${key}`);
+      } finally {
+        release();
+      }
+    }
+    // A larger buffer is copied into part buffers like any stream's bytes.
     const body = Buffer.isBuffer(input) ? Readable.from([input]) : input;
     // Reads of the body do not watch the signal themselves: destroying the body ends them.
     const onAbort = () =>
@@ -260,7 +273,16 @@ export class S3BlobStore implements BlobStore {
         if (reader.ended) {
           const mode = await options.beforeCommit?.();
           handedOver = true;
-          return await this.putSingle(key, first, firstLength, mode === 'replace', signal);
+          try {
+            return await this.putSingle(
+              key,
+              first.subarray(0, firstLength),
+              mode === 'replace',
+              signal,
+            );
+          } finally {
+            this.buffers.release(first);
+          }
         }
         // More than one buffer: a multipart upload (also when a declared size was too small).
         handedOver = true;
@@ -276,41 +298,35 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** Sends `buffer[0, length)` with one PutObject and returns the buffer to the budget. */
+  /** Sends `data` with one PutObject. */
   private async putSingle(
     key: string,
-    buffer: Buffer,
-    length: number,
+    data: Buffer,
     replace: boolean,
     signal?: AbortSignal,
   ): Promise<PutResult> {
-    const data = buffer.subarray(0, length);
     const conditional = !replace && this.caps.conditionalPut === 'honoured';
-    try {
-      if (!conditional && !replace) {
-        const existing = await this.stat(key, { signal });
-        if (existing) return { created: false, size: existing.size };
-      }
-      try {
-        // No abort signal: the body has checked out, and a create cut off
-        // halfway could still land after the commit lock is released.
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.o.bucket,
-            Key: key,
-            Body: data,
-            ContentLength: data.length,
-            ContentType: 'application/gzip',
-            IfNoneMatch: conditional ? '*' : undefined,
-          }),
-        );
-      } catch (err) {
-        return await this.afterFailedCreate(key, err);
-      }
-      return { created: true, size: data.length };
-    } finally {
-      this.buffers.release(buffer);
+    if (!conditional && !replace) {
+      const existing = await this.stat(key, { signal });
+      if (existing) return { created: false, size: existing.size };
     }
+    try {
+      // No abort signal: the body has checked out, and a create cut off
+      // halfway could still land after the commit lock is released.
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.o.bucket,
+          Key: key,
+          Body: data,
+          ContentLength: data.length,
+          ContentType: 'application/gzip',
+          IfNoneMatch: conditional ? '*' : undefined,
+        }),
+      );
+    } catch (err) {
+      return await this.afterFailedCreate(key, err);
+    }
+    return { created: true, size: data.length };
   }
 
   private async putMultipart(

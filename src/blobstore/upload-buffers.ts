@@ -42,7 +42,28 @@ export class UploadBuffers {
 
   release(buffer: Buffer): void {
     if (buffer.length === this.partSize && this.free.length < this.keep) this.free.push(buffer);
-    this.available += buffer.length;
+    this.giveBack(buffer.length);
+  }
+
+  /**
+   * Counts `bytes` that are already in memory (a body the caller holds) against
+   * the budget, waiting as take() does; returns the function that gives them back.
+   */
+  async reserve(bytes: number, signal?: AbortSignal): Promise<() => void> {
+    if (bytes > this.partSize)
+      throw new Error(`reservation of ${bytes} bytes is larger than a part`);
+    if (this.waiters.length > 0 || this.available < bytes) await this.wait(bytes, signal);
+    else this.available -= bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.giveBack(bytes);
+    };
+  }
+
+  private giveBack(bytes: number): void {
+    this.available += bytes;
     while (this.waiters.length > 0) {
       const next = this.waiters[0];
       if (!next || next.bytes > this.available) break;

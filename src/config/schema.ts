@@ -314,8 +314,8 @@ export const VARIABLES = {
   },
   SPILL_THRESHOLD: {
     schema: integer(0, 1073741824),
-    default: 1048576,
-    doc: 'bytes of an upload kept in memory before spilling to TEMP_DIR',
+    default: 2097152,
+    doc: 'bytes of an upload kept in memory before spilling to TEMP_DIR; bodies up to this size (at most 2 MiB) are checked in one buffer',
   },
   LOCK_TIMEOUT: {
     schema: seconds(0.001, 3600),

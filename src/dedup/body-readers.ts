@@ -22,25 +22,36 @@ const ZLIB_CHUNK = 256 * 1024;
 const VERIFY_CHUNK = 64 * 1024;
 
 /**
- * Uploads whose Content-Length is at most this many bytes are read whole and
- * checked with checkBuffer() instead of a stream pipeline. Small files are
- * most of a contest platform's traffic (sources, test inputs, outputs), and
- * for them the pipeline's fixed cost per request (half a dozen streams, an
- * AbortController and its DOMException, one thread-pool round trip per
- * chunk) was most of the CPU a PUT took. 64 KiB is one socket read's worth,
- * so memory per upload in flight stays what the streaming path holds.
+ * Uploads whose Content-Length is at most this many bytes are always read
+ * whole and checked with checkBuffer() instead of a stream pipeline. Small
+ * files are most of a contest platform's traffic (sources, test inputs,
+ * outputs), and for them the pipeline's fixed cost per request (half a dozen
+ * streams, an AbortController and its DOMException, one thread-pool round
+ * trip per chunk) was most of the CPU a PUT took. 64 KiB is one socket read's
+ * worth, so memory per upload in flight stays what the streaming path holds.
  */
 export const SMALL_BODY = 64 * 1024;
 
 /**
- * Content up to this size is inflated in one synchronous call: for the few
- * KiB of a typical file that takes microseconds, far less than setting up an
- * asynchronous zlib stream, and even the largest blocks the event loop for
- * well under a millisecond. zlib stops at this size, so a small gzip bomb
- * costs no more than this before the stream path takes over and the check
- * cuts it off at the limit.
+ * Larger uploads up to this many bytes are also read whole, while the
+ * budget below (WholeBodies) has room. Checked in one buffer, a 1 MiB body
+ * cost about 3.5 ms of server CPU instead of 5.5-6 ms streamed (dedup hits,
+ * 300 x 1 MiB at c=4, docs/benchmarks.md): the stream path hands every 64 KiB
+ * of inflated output between the thread pool and the main thread, and each
+ * hand-off costs more than inflating it. The S3 store holds such a body in
+ * memory for its single PutObject anyway.
  */
-const SYNC_INFLATE = 256 * 1024;
+export const WHOLE_BODY = 2 * 1024 * 1024;
+
+/**
+ * Content up to this size is inflated in one synchronous call: cheaper than
+ * an asynchronous zlib stream (above), and the event loop is blocked for
+ * about 1.5 ms per 2 MiB of incompressible content, up to about 10 ms for
+ * dense text. zlib stops at this size (or at the declared Logical-Size when
+ * smaller), so a gzip bomb costs no more than that before the stream path
+ * takes over and the check cuts it off at the limit.
+ */
+const SYNC_INFLATE = 2 * 1024 * 1024;
 
 const gzipAsync = promisify(gzip);
 
@@ -58,22 +69,35 @@ export async function checkBuffer(
 ): Promise<CheckedBuffer> {
   if (check.encoding === 'identity') {
     check.content(body);
-    return { id: check.finish(), stored: () => gzipAsync(body, { level: gzipLevel }) };
+    return {
+      id: check.finish(),
+      stored: () => gzipAsync(body, { level: gzipLevel, chunkSize: ZLIB_CHUNK }),
+    };
   }
   check.storedBytes(body.length);
   if (!check.trusted) {
-    const inflated = inflateSmall(body);
+    // Content declared larger than SYNC_INFLATE goes to the stream at once:
+    // inflating the first SYNC_INFLATE bytes here would be wasted.
+    const declared = check.declaredSize;
+    const inflated =
+      declared === undefined || declared <= SYNC_INFLATE
+        ? inflateSmall(body, Math.max(1, declared ?? SYNC_INFLATE))
+        : null;
     if (inflated) check.content(inflated);
     else await runPipeline([Readable.from([body]), ...inflating(check, body.length)], 'gzip');
   }
   return { id: check.finish(), stored: async () => body };
 }
 
-/** The content of a small gzip body, or null when it inflates past SYNC_INFLATE. */
-function inflateSmall(body: Buffer): Buffer | null {
+/**
+ * The content of a small gzip body, or null when it inflates past `max`
+ * bytes: the stream path then measures it, and fails it with the right
+ * error (too large, or larger than declared) as soon as a limit is crossed.
+ */
+function inflateSmall(body: Buffer, max: number): Buffer | null {
   let inflated: ReturnType<typeof gunzipBounded>;
   try {
-    inflated = gunzipBounded(body, SYNC_INFLATE);
+    inflated = gunzipBounded(body, max);
   } catch (err) {
     throw classify(err, 'gzip', undefined);
   }
@@ -169,8 +193,13 @@ async function runPipeline(
   }
 }
 
-/** Reads a body of `length` announced bytes into one buffer. */
-export function readWhole(body: Readable, length: number, signal?: AbortSignal): Promise<Buffer> {
+/** Reads a body of `length` announced bytes into one buffer: `into` when given (exactly `length` long). */
+export function readWhole(
+  body: Readable,
+  length: number,
+  signal?: AbortSignal,
+  into?: Buffer,
+): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     // Gone before we got here (its error event has passed): nothing more will come.
     if (body.destroyed || signal?.aborted) {
@@ -184,12 +213,17 @@ export function readWhole(body: Readable, length: number, signal?: AbortSignal):
       body.off('end', onEnd);
       body.off('error', onError);
       body.off('close', onClose);
-      if (err === null) resolve(Buffer.concat(chunks, size));
-      else reject(err);
+      if (err !== null) reject(err);
+      else resolve(into ?? Buffer.concat(chunks, size));
     };
     const onData = (chunk: Buffer) => {
+      if (into) {
+        // Past `length` would overrun the buffer; it cannot happen (see onEnd),
+        // but a wrong byte count must fail, not write out of bounds.
+        if (size + chunk.length > length) return settle(clientAborted());
+        chunk.copy(into, size);
+      } else chunks.push(chunk);
       size += chunk.length;
-      chunks.push(chunk);
     };
     const onEnd = () => {
       // Node's HTTP parser delivers exactly Content-Length bytes; anything else

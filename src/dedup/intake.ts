@@ -4,11 +4,12 @@ import { AppError, clientAborted, contentCollected, contentDamaged } from '../er
 import type { Lock, LockOptions, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
 import { crashPoint } from '../runtime/faults.js';
-import { checkBuffer, checkStream, readWhole, SMALL_BODY } from './body-readers.js';
+import { checkBuffer, checkStream, readWhole, SMALL_BODY, WHOLE_BODY } from './body-readers.js';
 import { blobKey } from './keys.js';
 import type { DedupMetrics } from './metrics.js';
 import { checkSpillDir, SpillBuffer } from './spill.js';
 import type { BodyEncoding, ContentHints, UploadCheck } from './upload-check.js';
+import { WholeBodyBudget } from './whole-bodies.js';
 
 export interface IntakeOptions {
   meta: MetaStore;
@@ -20,7 +21,15 @@ export interface IntakeOptions {
   lockOptions(signal?: AbortSignal): LockOptions;
   /** Dedup hits and misses (/metrics). */
   metrics?: DedupMetrics | undefined;
+  /** Bytes of bodies read whole at once (WHOLE_BODY_BUDGET unless a test sets it). */
+  wholeBodyBudget?: number | undefined;
 }
+
+/**
+ * Room for bodies read whole: 16 at once (each takes a WHOLE_BODY buffer).
+ * Past it, uploads stream (see WholeBodyBudget).
+ */
+export const WHOLE_BODY_BUDGET = 32 * 1024 * 1024;
 
 /** An upload body, as the protocol layer hands it over. */
 export interface UploadBody {
@@ -53,19 +62,30 @@ type StoreNew = (beforeCommit: () => Promise<CommitMode | undefined>) => Promise
  * changes anything, in the blob store or the metadata, before the body has
  * checked out:
  *
- * - the client named the content (SHA256-Checksum) and the body is not small:
- *   the decision comes first. Stored already: the body is only checked,
- *   nothing is uploaded. Not stored: the body streams into the blob store,
- *   which makes the object visible only after the check has passed.
- * - otherwise (no hash, or a small body): the body is held (one buffer, or
- *   memory then a temporary file), checked, and then the decision is made
- *   on the hash it turned out to have.
+ * - a body of known length up to SPILL_THRESHOLD (at most WHOLE_BODY), while
+ *   the whole-body budget has room, and any body up to SMALL_BODY: read into
+ *   one buffer, checked in one pass, then the decision is made on the hash
+ *   it turned out to have, and a new content is stored from that buffer.
+ * - otherwise, when the client named the content (SHA256-Checksum): the
+ *   decision comes first. Stored already: the body is only checked, nothing
+ *   is uploaded. Not stored: the body streams into the blob store, which
+ *   makes the object visible only after the check has passed.
+ * - otherwise (no hash): the body is held (memory, then a temporary file
+ *   past SPILL_THRESHOLD), checked, and then the decision is made.
  *
  * Returns with `blob:<hash>` held shared in the session: the cleaner cannot
  * remove the content before the path points at it.
  */
 export class ContentIntake {
-  constructor(private readonly o: IntakeOptions) {}
+  private readonly wholeBodies: WholeBodyBudget;
+
+  constructor(private readonly o: IntakeOptions) {
+    // SPILL_THRESHOLD is the operator's bound on the memory one upload may hold.
+    this.wholeBodies = new WholeBodyBudget(
+      o.wholeBodyBudget ?? WHOLE_BODY_BUDGET,
+      Math.min(WHOLE_BODY, o.spillThreshold),
+    );
+  }
 
   async receive(
     upload: UploadBody,
@@ -75,41 +95,63 @@ export class ContentIntake {
   ): Promise<BlobFacts> {
     const { declaredLength } = upload;
     if (declaredLength !== undefined && declaredLength <= SMALL_BODY) {
-      const checked = await checkBuffer(
-        await readWhole(upload.body, declaredLength, signal),
-        check,
-        this.o.gzipLevel,
-      );
-      return this.place(checked.id.sha256, session, signal, {
-        store: async (beforeCommit) => {
-          const bytes = await checked.stored();
-          const put = await this.o.blobs.put(this.key(checked.id.sha256), bytes, {
-            size: bytes.length,
-            beforeCommit,
-            signal,
-          });
-          return { put, logicalSize: checked.id.logicalSize };
-        },
-      });
+      const body = await readWhole(upload.body, declaredLength, signal);
+      return this.receiveWhole(body, check, session, signal);
     }
+    const held = declaredLength === undefined ? null : this.wholeBodies.tryTake(declaredLength);
+    if (held) {
+      try {
+        const body = await readWhole(upload.body, held.buffer.length, signal, held.buffer);
+        return await this.receiveWhole(body, check, session, signal);
+      } finally {
+        held.release();
+      }
+    }
+    return this.receiveStreamed(upload.body, check, session, signal);
+  }
 
+  /**
+   * A body read into one buffer: checked, then placed. The buffer may be
+   * reused once this returns (WholeBodyBudget): nothing may keep it.
+   */
+  private async receiveWhole(
+    body: Buffer,
+    check: UploadCheck,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
+    const checked = await checkBuffer(body, check, this.o.gzipLevel);
+    return this.place(checked.id.sha256, session, signal, {
+      store: async (beforeCommit) => {
+        const bytes = await checked.stored();
+        const put = await this.o.blobs.put(this.key(checked.id.sha256), bytes, {
+          size: bytes.length,
+          beforeCommit,
+          signal,
+        });
+        return { put, logicalSize: checked.id.logicalSize };
+      },
+    });
+  }
+
+  /** A body of unknown or large size, or one the whole-body budget had no room for. */
+  private async receiveStreamed(
+    body: Readable,
+    check: UploadCheck,
+    session: LockSession,
+    signal?: AbortSignal,
+  ): Promise<BlobFacts> {
     const named = check.knownHash;
     if (named !== undefined) {
       return this.place(named, session, signal, {
-        verify: () => checkStream(upload.body, check, null, this.o.gzipLevel, signal),
-        store: (beforeCommit) => this.streamInto(named, upload.body, check, beforeCommit, signal),
+        verify: () => checkStream(body, check, null, this.o.gzipLevel, signal),
+        store: (beforeCommit) => this.streamInto(named, body, check, beforeCommit, signal),
       });
     }
 
     const spill = new SpillBuffer(this.o.tempDir, this.o.spillThreshold);
     try {
-      const { id, storedSize } = await checkStream(
-        upload.body,
-        check,
-        spill,
-        this.o.gzipLevel,
-        signal,
-      );
+      const { id, storedSize } = await checkStream(body, check, spill, this.o.gzipLevel, signal);
       return await this.place(id.sha256, session, signal, {
         store: async (beforeCommit) => {
           const put = await this.o.blobs.put(this.key(id.sha256), spill.openReader(), {

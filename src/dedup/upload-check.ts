@@ -60,7 +60,7 @@ export class UploadCheck {
   private stored = 0;
   private readonly maxStored: number;
   /** Logical-Size when it is to be verified: a body growing past it fails at once. */
-  private readonly declaredSize: number | undefined;
+  private readonly declaredContent: number | undefined;
 
   constructor(private readonly rules: UploadRules) {
     const { hints, maxLogicalSize: max } = rules;
@@ -70,7 +70,9 @@ export class UploadCheck {
     if (hints.logicalSize !== undefined && hints.logicalSize > max) throw tooLarge(max);
     if (rules.encoding === 'identity' && (rules.declaredLength ?? 0) > max) throw tooLarge(max);
     this.maxStored = maxStoredSize(max);
-    this.declaredSize = rules.verify ? hints.logicalSize : undefined;
+    // A gzip body longer than any allowed content compresses to: refused before it is read.
+    if ((rules.declaredLength ?? 0) > this.maxStored) throw tooLarge(max);
+    this.declaredContent = rules.verify ? hints.logicalSize : undefined;
   }
 
   get encoding(): BodyEncoding {
@@ -110,10 +112,15 @@ export class UploadCheck {
   content(chunk: Buffer): void {
     this.logical += chunk.length;
     if (this.logical > this.rules.maxLogicalSize) throw tooLarge(this.rules.maxLogicalSize);
-    if (this.declaredSize !== undefined && this.logical > this.declaredSize) {
-      throw sizeMismatch(this.declaredSize, `more than ${this.declaredSize}`);
+    if (this.declaredContent !== undefined && this.logical > this.declaredContent) {
+      throw sizeMismatch(this.declaredContent, `more than ${this.declaredContent}`);
     }
     this.hash.update(chunk);
+  }
+
+  /** Logical-Size when the body is verified against it: the content may be no larger. */
+  get declaredSize(): number | undefined {
+    return this.declaredContent;
   }
 
   /** Stored (gzip) bytes counted so far. */

@@ -3,7 +3,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { checkBuffer, checkStream, readWhole } from '../../src/dedup/body-readers.js';
-import { UploadCheck, type UploadRules } from '../../src/dedup/upload-check.js';
+import { maxStoredSize, UploadCheck, type UploadRules } from '../../src/dedup/upload-check.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -65,6 +65,10 @@ const gz = gzipSync(content, { level: 9 });
 const text3MiB = Buffer.from('line of a test output\n'.repeat(150_000));
 const gz3MiB = gzipSync(text3MiB);
 const good = { sha256: sha(content), logicalSize: content.length };
+// Incompressible and under SYNC_INFLATE: inflated in one synchronous call when read whole.
+const random1MiB = randomBytes(1536 * 1024);
+const gzRandom = gzipSync(random1MiB);
+const randomId = { sha256: sha(random1MiB), logicalSize: random1MiB.length };
 
 /** [name, body, rules, expected: the content's identity or an error code] */
 const CASES: Array<[string, Buffer, Partial<UploadRules>, string | typeof good]> = [
@@ -83,6 +87,19 @@ const CASES: Array<[string, Buffer, Partial<UploadRules>, string | typeof good]>
     gz3MiB,
     { encoding: 'gzip', hints: { sha256: sha(text3MiB), logicalSize: text3MiB.length } },
     { sha256: sha(text3MiB), logicalSize: text3MiB.length },
+  ],
+  [
+    'gzip of 3 MiB without hints (a synchronous inflate gives up, the stream measures)',
+    gz3MiB,
+    { encoding: 'gzip' },
+    { sha256: sha(text3MiB), logicalSize: text3MiB.length },
+  ],
+  ['gzip of 1.5 MiB incompressible', gzRandom, { encoding: 'gzip', hints: randomId }, randomId],
+  [
+    'gzip of 1.5 MiB declared one byte smaller (inflating stops at the declared size)',
+    gzRandom,
+    { encoding: 'gzip', hints: { logicalSize: random1MiB.length - 1 } },
+    'SIZE_MISMATCH',
   ],
   [
     'raw, wrong checksum',
@@ -197,6 +214,13 @@ describe('UploadCheck refuses from the headers alone', () => {
       () => new UploadCheck(rules({ encoding: 'gzip', maxLogicalSize: 100, declaredLength: 101 })),
     ).not.toThrow();
   });
+
+  it('but not longer than any content within the limit compresses to', () => {
+    const gzip = (declaredLength: number) => () =>
+      new UploadCheck(rules({ encoding: 'gzip', maxLogicalSize: 100, declaredLength }));
+    expect(gzip(maxStoredSize(100))).not.toThrow();
+    expect(gzip(maxStoredSize(100) + 1)).toThrow(expect.objectContaining({ code: 'TOO_LARGE' }));
+  });
 });
 
 describe('stored bytes', () => {
@@ -277,6 +301,21 @@ describe('readWhole', () => {
   it('collects a body arriving in pieces', async () => {
     const body = Readable.from([Buffer.from('abc'), Buffer.from('defg')]);
     expect((await readWhole(body, 7)).toString()).toBe('abcdefg');
+  });
+
+  it('reads into a given buffer, and never past its end', async () => {
+    const into = Buffer.alloc(7);
+    const body = Readable.from([Buffer.from('abc'), Buffer.from('defg')]);
+    expect(await readWhole(body, 7, undefined, into)).toBe(into);
+    expect(into.toString()).toBe('abcdefg');
+    // More bytes than announced (not what Node's parser delivers, but never written past the end).
+    const short = Buffer.alloc(12);
+    const guarded = short.subarray(0, 4);
+    const longer = Readable.from([Buffer.from('abc'), Buffer.from('defgh')]);
+    await expect(readWhole(longer, 4, undefined, guarded)).rejects.toMatchObject({
+      code: 'CLIENT_ABORTED',
+    });
+    expect(short.subarray(4).equals(Buffer.alloc(8))).toBe(true);
   });
 
   it('reports a body that fails midway, or was gone already, as the client going away', async () => {

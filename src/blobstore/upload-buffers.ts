@@ -1,7 +1,9 @@
 /**
  * The memory budget for uploads to S3. Every byte of an upload that is held
- * in memory (a part being filled or sent, or a small object before its single
- * PutObject) is reserved here first; when the budget is spent, uploads wait
+ * in memory while it is sent (a part being filled or sent, or a small object
+ * before its single PutObject) is reserved here, before it is read or, for a
+ * body the caller already holds whole, before it is sent (reserve()); when
+ * the budget is spent, uploads wait
  * for a reservation and therefore stop reading their request bodies, so the
  * clients' sockets are paused (backpressure) instead of memory growing.
  *

@@ -26,8 +26,9 @@ export interface IntakeOptions {
 }
 
 /**
- * Room for bodies read whole: 16 at once (each takes a WHOLE_BODY buffer).
- * Past it, uploads stream (see WholeBodyBudget).
+ * Memory for upload bodies (see WholeBodyBudget): 16 read whole at once (each
+ * takes a WHOLE_BODY buffer), or the in-memory parts of bodies of unknown
+ * hash (SPILL_THRESHOLD each), or a mix. Past it, uploads stream or spill.
  */
 export const WHOLE_BODY_BUDGET = 32 * 1024 * 1024;
 
@@ -80,10 +81,13 @@ export class ContentIntake {
   private readonly wholeBodies: WholeBodyBudget;
 
   constructor(private readonly o: IntakeOptions) {
-    // SPILL_THRESHOLD is the operator's bound on the memory one upload may hold.
+    // SPILL_THRESHOLD is the operator's bound on the memory one upload may
+    // hold; the budget always has room for at least one such upload.
     this.wholeBodies = new WholeBodyBudget(
-      o.wholeBodyBudget ?? WHOLE_BODY_BUDGET,
+      Math.max(o.wholeBodyBudget ?? WHOLE_BODY_BUDGET, o.spillThreshold),
       Math.min(WHOLE_BODY, o.spillThreshold),
+      4,
+      (held) => o.metrics?.bodyMemory.set(held),
     );
   }
 
@@ -100,13 +104,20 @@ export class ContentIntake {
     }
     const held = declaredLength === undefined ? null : this.wholeBodies.tryTake(declaredLength);
     if (held) {
+      this.o.metrics?.bodies.inc({ read: 'whole' });
+      let done = false;
       try {
         const body = await readWhole(upload.body, held.buffer.length, signal, held.buffer);
-        return await this.receiveWhole(body, check, session, signal);
+        const facts = await this.receiveWhole(body, check, session, signal);
+        done = true;
+        return facts;
       } finally {
-        held.release();
+        // After a failure a request may still be sending the buffer (an S3
+        // server can answer before it has read the whole body): not reused.
+        held.release(done);
       }
     }
+    this.o.metrics?.bodies.inc({ read: 'streamed' });
     return this.receiveStreamed(upload.body, check, session, signal);
   }
 
@@ -149,7 +160,10 @@ export class ContentIntake {
       });
     }
 
-    const spill = new SpillBuffer(this.o.tempDir, this.o.spillThreshold);
+    // Its memory part comes out of the same budget; with none left, it goes
+    // to the temporary file from the first byte.
+    const reserved = this.wholeBodies.tryReserve(this.o.spillThreshold);
+    const spill = new SpillBuffer(this.o.tempDir, reserved ? this.o.spillThreshold : 0);
     try {
       const { id, storedSize } = await checkStream(body, check, spill, this.o.gzipLevel, signal);
       return await this.place(id.sha256, session, signal, {
@@ -164,6 +178,7 @@ export class ContentIntake {
       });
     } finally {
       await spill.dispose();
+      reserved?.();
     }
   }
 

@@ -1,15 +1,16 @@
 /**
- * The memory that upload bodies read whole may take at once (see WHOLE_BODY
- * in body-readers.ts), and the buffers they are read into. A body that does
- * not fit is not made to wait: it takes the streaming path, which needs a few
- * buffers whatever its size. So the fast path never stalls an upload, and a
- * burst of concurrent uploads costs at most `limit` bytes beyond what
- * streaming them would: `limit / maxBody` bodies at once.
+ * The memory that upload bodies may hold at once: bodies read whole (see
+ * WHOLE_BODY in body-readers.ts) and the in-memory part of bodies held until
+ * their hash is known (SpillBuffer). An upload that finds no room is not
+ * made to wait: it streams, or spills to its temporary file from the first
+ * byte, which needs a few buffers whatever its size. So no upload stalls on
+ * it, and a burst of concurrent uploads holds at most `limit` bytes of bodies
+ * in memory, however many there are.
  *
- * A few buffers of the largest size are kept for the next bodies: a fresh
+ * A few buffers for whole bodies are kept for the next ones: a fresh
  * megabyte-sized buffer per upload cost about 100 page faults (glibc gives
  * blocks that large back to the kernel when they are freed), which on this
- * project's machines took as much CPU as the check saved.
+ * project's machines took as much CPU as reading whole saved.
  */
 export class WholeBodyBudget {
   private held = 0;
@@ -17,35 +18,55 @@ export class WholeBodyBudget {
 
   constructor(
     readonly limit: number,
-    /** Every body held is at most this large. */
+    /** Every body read whole is at most this large. */
     readonly maxBody: number,
     /** Free buffers kept for reuse at most. */
     private readonly keep = 4,
+    /** Told the bytes held after every change (a gauge). */
+    private readonly onChange: (held: number) => void = () => {},
   ) {}
 
   /**
-   * A buffer of exactly `bytes` if they fit in the budget now, with the
-   * function that gives it back (after which it must not be used); or null.
+   * A buffer of exactly `bytes` if a whole buffer of maxBody bytes fits in the
+   * budget now, with the function that gives it back; or null. After release
+   * the buffer must not be used. `reuse: false` (an upload that failed while
+   * a request may still be sending it) drops it instead of keeping it.
    */
-  tryTake(bytes: number): { buffer: Buffer; release: () => void } | null {
-    // Each body takes a whole buffer of maxBody bytes, whatever its size.
+  tryTake(bytes: number): { buffer: Buffer; release: (reuse?: boolean) => void } | null {
     if (bytes > this.maxBody || this.held + this.maxBody > this.limit) return null;
-    this.held += this.maxBody;
+    this.hold(this.maxBody);
     const whole = this.free.pop() ?? Buffer.allocUnsafeSlow(this.maxBody);
     let released = false;
     return {
       buffer: whole.subarray(0, bytes),
-      release: () => {
+      release: (reuse = true) => {
         if (released) return;
         released = true;
-        this.held -= this.maxBody;
-        if (this.free.length < this.keep) this.free.push(whole);
+        this.hold(-this.maxBody);
+        if (reuse && this.free.length < this.keep) this.free.push(whole);
       },
     };
   }
 
-  /** Bytes held now (for tests). */
+  /** Counts `bytes` held elsewhere (a spill buffer's memory) if they fit now: the release, or null. */
+  tryReserve(bytes: number): (() => void) | null {
+    if (this.held + bytes > this.limit) return null;
+    this.hold(bytes);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.hold(-bytes);
+    };
+  }
+
+  /** Bytes held now. */
   get inUse(): number {
     return this.held;
+  }
+
+  private hold(bytes: number): void {
+    this.held += bytes;
+    this.onChange(this.held);
   }
 }

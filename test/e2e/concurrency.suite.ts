@@ -1,13 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatVersion } from '../../src/protocol/versions.js';
-import { digestOf, http, pyVersionQuery } from '../support/http.js';
+import { digestOf, http, metricValue, pyVersionQuery } from '../support/http.js';
 import { checkInvariants, dumpMetadata } from '../support/invariants.js';
+import { RawConnection } from '../support/raw-connection.js';
 import { type BackendProfile, startTestServer, type TestServer } from '../support/server.js';
-import { listObjects } from '../support/state.js';
+import { eventually, listObjects } from '../support/state.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const MiB = 1024 * 1024;
 
 /** Runs `tasks` with at most `limit` in flight. */
 async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]> {
@@ -100,33 +103,90 @@ export function concurrencySuite(profile: BackendProfile): void {
       await invariantsHold();
     });
 
-    it('more medium uploads at once than the whole-body budget holds: each is read whole or streamed, all stored', async () => {
-      // Default SPILL_THRESHOLD: bodies up to 2 MiB are read whole while 16
-      // such buffers are free; the rest of the 40 stream. Both must agree.
+    it('an upload that finds the memory for whole bodies taken streams instead; all are stored', async () => {
+      // Default SPILL_THRESHOLD: bodies up to 2 MiB are read whole, 16 at
+      // once. Sixteen slow clients hold that memory; the next upload streams.
       const medium = await startTestServer(profile);
+      const slow: RawConnection[] = [];
       try {
-        const contents = Array.from({ length: 40 }, () => randomBytes(1536 * 1024));
-        const shapes: Shape[] = ['gzip+hints', 'raw+hash', 'gzip', 'raw'];
-        const first = await Promise.all(
-          contents.map((c, i) => put(medium, `medium/${i}`, c, 1, shapes[i % 4] as Shape)),
-        );
-        expect(first.map((r) => r.status)).toEqual(contents.map(() => 200));
-        // The same contents again at other paths: dedup hits, checked the same two ways.
-        const again = await Promise.all(
-          contents.map((c, i) => put(medium, `medium-again/${i}`, c, 1, shapes[i % 4] as Shape)),
-        );
-        expect(again.map((r) => r.status)).toEqual(contents.map(() => 200));
-        for (const [i, c] of contents.entries()) {
-          for (const path of [`medium/${i}`, `medium-again/${i}`]) {
-            const got = await http(`${medium.url}/files/${path}`);
-            expect(got.status).toBe(200);
-            expect(digestOf(gunzipSync(got.body))).toBe(digestOf(c));
-          }
+        const contents = Array.from({ length: 17 }, () => randomBytes(1536 * 1024));
+        const bodies = contents.map((c) => gzipSync(c, { level: 1 }));
+        const head = (i: number) => ({
+          host: 'localhost',
+          'content-length': String(bodies[i]?.length),
+          'content-encoding': 'gzip',
+          'sha256-checksum': sha(contents[i] as Buffer),
+          'logical-size': String(contents[i]?.length),
+        });
+        for (let i = 0; i < 16; i++) {
+          const conn = await RawConnection.open(medium.url);
+          slow.push(conn);
+          const path = `/files/slow/${i}?${pyVersionQuery(1)}`;
+          await conn.send('PUT', path, head(i), (bodies[i] as Buffer).subarray(0, 100_000));
         }
-        const { blobs } = await dumpMetadata(medium.server.backends.meta);
-        for (const c of contents) expect(blobs.find((b) => b.hash === sha(c))?.refcount).toBe(2);
+        const memory = () => metricValue(medium.url, 's3dedup_upload_body_memory_bytes');
+        await eventually(async () => expect(await memory()).toBe(32 * 1024 * 1024));
+        const fast = await put(medium, 'fast', contents[16] as Buffer, 1, 'gzip+hints');
+        expect(fast.status).toBe(200);
+        const bodiesRead = (read: string) =>
+          metricValue(medium.url, 's3dedup_upload_bodies_total', `{read="${read}"}`);
+        expect([await bodiesRead('whole'), await bodiesRead('streamed')]).toEqual([16, 1]);
+        // A body of unknown hash finds no memory either: it spills from its
+        // first byte, so with TEMP_DIR made unusable it fails (503)...
+        const tempDir = medium.config.TEMP_DIR;
+        await rm(tempDir, { recursive: true, force: true });
+        await writeFile(tempDir, 'not a folder');
+        const unhinted = randomBytes(MiB);
+        expect((await put(medium, 'unhinted', unhinted, 1, 'raw')).status).toBe(503);
+        for (const [i, conn] of slow.entries()) {
+          await conn.sendRaw((bodies[i] as Buffer).subarray(100_000));
+          expect((await conn.read()).status).toBe(200);
+        }
+        expect(await memory()).toBe(0);
+        // ...while with the memory free again it is held in memory, never on disk.
+        expect((await put(medium, 'unhinted', unhinted, 1, 'raw')).status).toBe(200);
+        await rm(tempDir, { force: true });
+        for (const [i, c] of contents.entries()) {
+          const got = await http(`${medium.url}/files/${i < 16 ? `slow/${i}` : 'fast'}`);
+          expect(digestOf(gunzipSync(got.body))).toBe(digestOf(c));
+        }
         const { meta, blobs: store } = medium.server.backends;
         expect(await checkInvariants(meta, store, medium.config.S3_KEY_SHARDING_DEPTH)).toEqual([]);
+      } finally {
+        for (const conn of slow) conn.close();
+        await medium.close();
+      }
+    });
+
+    it('bad medium bodies read whole are refused as streamed ones are, and give their memory back', async () => {
+      const medium = await startTestServer(profile);
+      try {
+        const content = randomBytes(1536 * 1024);
+        const gz = gzipSync(content, { level: 1 });
+        const send = (headers: Record<string, string>, body: Buffer) =>
+          http(`${medium.url}/files/bad-medium?${pyVersionQuery(1)}`, {
+            method: 'PUT',
+            headers: { 'content-encoding': 'gzip', ...headers },
+            body,
+          });
+        const cases: Array<[Record<string, string>, Buffer, number, string]> = [
+          [{ 'sha256-checksum': sha(randomBytes(8)) }, gz, 400, 'checksum'],
+          [{ 'logical-size': String(content.length - 1) }, gz, 400, 'size'],
+          [{}, gz.subarray(0, gz.length - 100), 400, 'cut-off gzip'],
+          [{}, Buffer.concat([gz, Buffer.alloc(64)]), 400, 'trailing bytes'],
+          [{}, randomBytes(gz.length), 400, 'not gzip'],
+        ];
+        for (const [headers, body, status, name] of cases) {
+          expect([name, (await send(headers, body)).status]).toEqual([name, status]);
+        }
+        expect(await metricValue(medium.url, 's3dedup_upload_bodies_total', '{read="whole"}')).toBe(
+          cases.length,
+        );
+        expect(await metricValue(medium.url, 's3dedup_upload_body_memory_bytes')).toBe(0);
+        expect((await http(`${medium.url}/files/bad-medium`)).status).toBe(404);
+        const { meta, blobs: store } = medium.server.backends;
+        expect((await dumpMetadata(meta)).blobs).toEqual([]);
+        expect(await listObjects(store)).toEqual([]);
       } finally {
         await medium.close();
       }

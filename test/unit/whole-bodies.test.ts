@@ -39,6 +39,28 @@ describe('WholeBodyBudget', () => {
   });
 });
 
+describe('WholeBodyBudget: memory held elsewhere, failures, the gauge', () => {
+  it('counts reservations with the buffers, tells every change, and drops a buffer a failure may still use', () => {
+    const seen: number[] = [];
+    const budget = new WholeBodyBudget(4 * MiB, 2 * MiB, 4, (held) => seen.push(held));
+    const spill = budget.tryReserve(3 * MiB);
+    expect(spill).not.toBeNull();
+    // 3 MiB held: no whole 2 MiB buffer fits, and no second 3 MiB reservation.
+    expect(budget.tryTake(1000)).toBeNull();
+    expect(budget.tryReserve(3 * MiB)).toBeNull();
+    spill?.();
+    spill?.();
+    const failed = budget.tryTake(1000);
+    const memory = failed?.buffer.buffer;
+    failed?.release(false);
+    const next = budget.tryTake(1000);
+    expect(next?.buffer.buffer).not.toBe(memory);
+    next?.release();
+    expect(budget.inUse).toBe(0);
+    expect(seen).toEqual([3 * MiB, 0, 2 * MiB, 0, 2 * MiB, 0]);
+  });
+});
+
 describe('UploadBuffers.reserve', () => {
   it('counts bytes held elsewhere against the budget and waits like take()', async () => {
     const buffers = new UploadBuffers(3 * MiB, 2 * MiB);

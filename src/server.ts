@@ -239,8 +239,8 @@ export async function startServer(
     return closing;
   };
   // The last thing before returning: whoever waits for this line (a supervisor,
-  // the tests) may signal at once, and the caller's handlers are installed
-  // before the event loop turns again.
+  // the tests) may signal at once; the CLI listens for signals from before
+  // the start (src/cli/server.ts).
   logger.info(
     {
       url,

@@ -243,14 +243,15 @@ export class S3BlobStore implements BlobStore {
     if (Buffer.isBuffer(input) && input.length < this.partSize) {
       // Already whole in memory: sent as it is. Copying it into a fresh part
       // buffer cost an allocation and its page faults per upload.
-      const release = await this.buffers.reserve(input.length, signal);
+      let release: (() => void) | undefined;
       try {
+        release = await this.buffers.reserve(input.length, signal);
         const mode = await options.beforeCommit?.();
         return await this.putSingle(key, input, mode === 'replace', signal);
       } catch (err) {
         throw this.mapError(err, `storing ${key}`);
       } finally {
-        release();
+        release?.();
       }
     }
     // A larger buffer is copied into part buffers like any stream's bytes.

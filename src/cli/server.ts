@@ -21,6 +21,16 @@ export async function serve(
   live?: (config: Config, logger: Logger) => Promise<LiveSetup>,
 ): Promise<void> {
   const config = configOrExit(flags);
+  // Listening before anything starts: with no listener, a SIGTERM sent the
+  // moment the "listening" line appears (a supervisor, the tests) met the
+  // default action and killed the process. One that comes during start-up
+  // is kept and acted on once the server is up.
+  let pending: string | undefined;
+  let onSignal = (signal: string) => {
+    pending = signal;
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   const logger = await createLogger({ level: config.LOG_LEVEL, json: config.LOG_JSON });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -44,6 +54,6 @@ export async function serve(
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  onSignal = shutdown;
+  if (pending !== undefined) shutdown(pending);
 }

@@ -21,14 +21,14 @@ export interface IntakeOptions {
   lockOptions(signal?: AbortSignal): LockOptions;
   /** Dedup hits and misses (/metrics). */
   metrics?: DedupMetrics | undefined;
-  /** Bytes of bodies read whole at once (WHOLE_BODY_BUDGET unless a test sets it). */
-  wholeBodyBudget?: number | undefined;
 }
 
 /**
- * Memory for upload bodies (see WholeBodyBudget): 16 read whole at once (each
- * takes a WHOLE_BODY buffer), or the in-memory parts of bodies of unknown
- * hash (SPILL_THRESHOLD each), or a mix. Past it, uploads stream or spill.
+ * Memory for upload bodies over SMALL_BODY (see WholeBodyBudget): with the
+ * default SPILL_THRESHOLD, 16 read whole at once (each takes a buffer of
+ * min(WHOLE_BODY, SPILL_THRESHOLD) bytes), or the in-memory parts of bodies of
+ * unknown hash (SPILL_THRESHOLD each), or a mix. Past it, uploads stream or
+ * spill. A SPILL_THRESHOLD above it raises it to that much.
  */
 export const WHOLE_BODY_BUDGET = 32 * 1024 * 1024;
 
@@ -84,7 +84,7 @@ export class ContentIntake {
     // SPILL_THRESHOLD is the operator's bound on the memory one upload may
     // hold; the budget always has room for at least one such upload.
     this.wholeBodies = new WholeBodyBudget(
-      Math.max(o.wholeBodyBudget ?? WHOLE_BODY_BUDGET, o.spillThreshold),
+      Math.max(WHOLE_BODY_BUDGET, o.spillThreshold),
       Math.min(WHOLE_BODY, o.spillThreshold),
       4,
       (held) => o.metrics?.bodyMemory.set(held),
@@ -99,6 +99,7 @@ export class ContentIntake {
   ): Promise<BlobFacts> {
     const { declaredLength } = upload;
     if (declaredLength !== undefined && declaredLength <= SMALL_BODY) {
+      this.o.metrics?.bodies.inc({ read: 'whole' });
       const body = await readWhole(upload.body, declaredLength, signal);
       return this.receiveWhole(body, check, session, signal);
     }

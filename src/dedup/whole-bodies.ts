@@ -4,8 +4,9 @@
  * their hash is known (SpillBuffer). An upload that finds no room is not
  * made to wait: it streams, or spills to its temporary file from the first
  * byte, which needs a few buffers whatever its size. So no upload stalls on
- * it, and a burst of concurrent uploads holds at most `limit` bytes of bodies
- * in memory, however many there are.
+ * it, and a burst of concurrent uploads holds at most `limit` bytes of such
+ * bodies in memory, however many there are (plus the free buffers kept, and
+ * bodies up to SMALL_BODY, which are read whole outside it).
  *
  * A few buffers for whole bodies are kept for the next ones: a fresh
  * megabyte-sized buffer per upload cost about 100 page faults (glibc gives

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatVersion } from '../../src/protocol/versions.js';
@@ -143,8 +144,14 @@ export function concurrencySuite(profile: BackendProfile): void {
           expect((await conn.read()).status).toBe(200);
         }
         expect(await memory()).toBe(0);
-        // ...while with the memory free again it is held in memory, never on disk.
-        expect((await put(medium, 'unhinted', unhinted, 1, 'raw')).status).toBe(200);
+        // ...while with the memory free again it is held in memory, never on
+        // disk: sent chunked (no Content-Length), it takes the spill path.
+        const chunked = await http(`${medium.url}/files/unhinted?${pyVersionQuery(1)}`, {
+          method: 'PUT',
+          body: Readable.from([unhinted.subarray(0, MiB / 2), unhinted.subarray(MiB / 2)]),
+        });
+        expect(chunked.status).toBe(200);
+        expect(await memory()).toBe(0);
         await rm(tempDir, { force: true });
         for (const [i, c] of contents.entries()) {
           const got = await http(`${medium.url}/files/${i < 16 ? `slow/${i}` : 'fast'}`);

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHA256_HEX } from '../dedup/keys.js';
@@ -39,12 +38,6 @@ export class CacheFiles {
     if (hash !== undefined)
       await mkdir(join(this.entriesDir, hash.slice(0, 2)), { recursive: true });
     else await mkdir(this.entriesDir, { recursive: true });
-  }
-
-  /** prepare(hash), on the event loop (a small fill is written there). */
-  prepareSync(hash: string): void {
-    mkdirSync(this.fillsDir, { recursive: true });
-    mkdirSync(join(this.entriesDir, hash.slice(0, 2)), { recursive: true });
   }
 
   /**

@@ -150,20 +150,26 @@ export class CacheFill extends Transform {
 }
 
 /**
- * For a small object (up to SMALL_FILL bytes): passes the bytes to the client
- * and keeps a reference to them; `done` resolves with all of them once the
- * body has ended whole, or null when it was cut off. The caller checks and
- * writes them on the event loop, as the filesystem store does small files:
- * for a few KiB a fill file, an inflater and their round trips cost more than
- * the work.
+ * For an object small enough to hold whole (up to WHOLE_FILL bytes in
+ * store.ts): passes the bytes to the client and copies them, on the side,
+ * into `into` (a reused buffer of exactly `size` bytes) or, without one,
+ * keeps references to them. `done` resolves with all the bytes once the body
+ * has ended whole, or null when it was cut off or was not `size` bytes. The
+ * caller then checks them in one synchronous inflate and writes them in one
+ * call: the streamed CacheFill's inflater and batch writes, each a
+ * thread-pool round trip with fresh buffers, cost about twice the work for a
+ * megabyte (docs/benchmarks.md, 2026-12-02 third session).
  */
-export class SmallFill extends Transform {
+export class WholeFill extends Transform {
   readonly done: Promise<Buffer | null>;
   private settle!: (bytes: Buffer | null) => void;
   private chunks: Buffer[] = [];
   private received = 0;
 
-  constructor(private readonly size: number) {
+  constructor(
+    private readonly size: number,
+    private readonly into?: Buffer,
+  ) {
     super();
     this.done = new Promise((resolve) => {
       this.settle = resolve;
@@ -171,18 +177,25 @@ export class SmallFill extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    const at = this.received;
     this.received += chunk.length;
-    if (this.received <= this.size) this.chunks.push(chunk);
+    if (this.received <= this.size) {
+      if (this.into) chunk.copy(this.into, at);
+      else this.chunks.push(chunk);
+    }
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
     callback();
-    this.settle(this.received === this.size ? Buffer.concat(this.chunks, this.size) : null);
+    if (this.received !== this.size) this.settle(null);
+    else this.settle(this.into ?? Buffer.concat(this.chunks, this.size));
+    this.chunks = [];
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.writableFinished) this.settle(null);
+    this.chunks = [];
     callback(err);
   }
 }

@@ -1,13 +1,5 @@
-import {
-  closeSync,
-  fstatSync,
-  openSync,
-  readSync,
-  rmSync,
-  type Stats,
-  writeFileSync,
-} from 'node:fs';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { type FileHandle, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { Readable, Transform } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type {
@@ -19,9 +11,10 @@ import type {
   PutResult,
 } from '../blobstore/port.js';
 import { hashOfKey } from '../dedup/keys.js';
+import { WholeBodyBudget } from '../dedup/whole-bodies.js';
 import type { Logger } from '../observability/logger.js';
 import { CacheFiles } from './files.js';
-import { CacheFill, type FilledEntry, SmallFill } from './fill.js';
+import { CacheFill, type FilledEntry, WholeFill } from './fill.js';
 import { type CacheEntry, CacheIndex } from './index.js';
 import { type CacheMetrics, cacheMetrics } from './metrics.js';
 import { checkBytes, checkFile } from './verify.js';
@@ -39,10 +32,28 @@ export interface BlobCacheOptions {
 /** Entries up to this size are read on the event loop, as the filesystem store reads small blobs. */
 const SYNC_HIT = 64 * 1024;
 /**
- * Objects up to this size are filled in memory and checked and written on the
- * event loop (SmallFill), as the filesystem store writes small files.
+ * Objects up to this size are filled whole (WholeFill): held in memory on
+ * their way to the client, then checked in one synchronous inflate while one
+ * write puts them in their fill file. Larger ones stream through CacheFill.
+ */
+const WHOLE_FILL = 2 * 1024 * 1024;
+/**
+ * A whole fill up to this size keeps the chunks it passed on; a larger one
+ * copies them into a reused buffer (WHOLE_FILL_BUFFERS), because a fresh
+ * megabyte-sized buffer costs its page faults every time.
  */
 const SMALL_FILL = 64 * 1024;
+/**
+ * Buffers for whole fills over SMALL_FILL, each WHOLE_FILL bytes: at most
+ * this many at once. A fill that finds none free streams through CacheFill,
+ * so the memory stays bounded however many misses come. A buffer is held
+ * from the first byte until its file is written, after the client has its
+ * answer, so four clients keep more than four busy: with four, a CPU
+ * profile of the bench's first pass (c=4) still showed streamed fills.
+ */
+const WHOLE_FILL_BUFFERS = 8;
+/** Of those, how many are kept for reuse when free (the memory an idle cache keeps). */
+const WHOLE_FILL_KEPT = 4;
 /** Entries up to this size are read whole and sent from one Buffer; larger ones are streamed. */
 const WHOLE_HIT = 1024 * 1024;
 /** Read size of a streamed entry. */
@@ -84,6 +95,12 @@ export class CachingBlobStore implements BlobStore {
   private readonly index: CacheIndex;
   private readonly files: CacheFiles;
   private readonly metrics: CacheMetrics | null;
+  /** The same bound-and-reuse as upload bodies read whole (see WholeBodyBudget). */
+  private readonly fillBuffers = new WholeBodyBudget(
+    WHOLE_FILL * WHOLE_FILL_BUFFERS,
+    WHOLE_FILL,
+    WHOLE_FILL_KEPT,
+  );
   /**
    * Misses in progress by hash, from the object store request to the end of
    * the fill; resolve (never reject) when it has ended either way.
@@ -243,18 +260,25 @@ export class CachingBlobStore implements BlobStore {
       void done
         .catch((err: unknown) => this.o.logger.warn({ err, hash }, 'blob cache: fill not kept'))
         .finally(release);
-    if (reader.size <= SMALL_FILL) {
+    if (reader.size <= WHOLE_FILL) {
       if (Buffer.isBuffer(reader.body)) {
-        kept(this.keepSmall(hash, reader.body));
+        // Objects the store read whole: the client gets the Buffer, the fill the same bytes.
+        kept(this.keepWhole(hash, reader.body));
         return reader;
       }
-      const small = new SmallFill(reader.size);
-      kept(
-        small.done.then((bytes) =>
-          bytes ? this.keepSmall(hash, bytes) : this.abandoned(hash, 'cut off'),
-        ),
-      );
-      return { body: relay(reader.body, small), size: reader.size };
+      const held = reader.size > SMALL_FILL ? this.fillBuffers.tryTake(reader.size) : null;
+      if (reader.size <= SMALL_FILL || held) {
+        const whole = new WholeFill(reader.size, held?.buffer);
+        kept(
+          whole.done
+            .then((bytes) =>
+              bytes ? this.keepWhole(hash, bytes) : this.abandoned(hash, 'cut off'),
+            )
+            // Only once its file is written: the write reads from the buffer.
+            .finally(() => held?.release()),
+        );
+        return { body: relay(reader.body, whole), size: reader.size };
+      }
     }
     let file: FileHandle;
     const path = this.files.fillPath(hash);
@@ -282,19 +306,26 @@ export class CachingBlobStore implements BlobStore {
     return { body: relay(reader.body, fill), size: reader.size };
   }
 
-  /** Checks a small object's bytes and writes its entry, on the event loop (see SmallFill). */
-  private async keepSmall(hash: string, bytes: Buffer): Promise<void> {
-    const wrong = await checkBytes(bytes, hash);
-    if (wrong !== null) {
-      this.abandoned(hash, wrong);
-      return;
-    }
+  /**
+   * Checks a whole object's bytes and keeps them as an entry. The fill file is
+   * written on the thread pool while the bytes are inflated and hashed here,
+   * so the two overlap; only bytes that checked out and were written whole
+   * become an entry.
+   */
+  private async keepWhole(hash: string, bytes: Buffer): Promise<void> {
     const path = this.files.fillPath(hash);
-    try {
-      writeFill(path, bytes, () => this.files.prepareSync(hash));
-    } catch (err) {
-      this.abandoned(hash, `writing the cache file: ${(err as Error).message}`);
-      rmSync(path, { force: true });
+    const writing = inFolders(
+      () => writeFile(path, bytes, { flag: 'wx' }),
+      () => this.files.prepare(hash),
+    ).then(
+      () => null,
+      (err: Error) => err,
+    );
+    const wrong = await checkBytes(bytes, hash);
+    const failed = await writing;
+    if (failed || wrong !== null) {
+      this.abandoned(hash, failed ? `writing the cache file: ${failed.message}` : (wrong ?? ''));
+      await rm(path, { force: true }).catch(() => {});
       return;
     }
     await this.adopt({ hash, size: bytes.length, path });
@@ -464,17 +495,6 @@ function relay(source: Readable, fill: Transform): Transform {
   });
   source.pipe(fill);
   return fill;
-}
-
-/** Writes a small fill file on the event loop; inFolders() for its folders. */
-function writeFill(path: string, bytes: Buffer, prepare: () => void): void {
-  try {
-    writeFileSync(path, bytes, { flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    prepare();
-    writeFileSync(path, bytes, { flag: 'wx' });
-  }
 }
 
 /**

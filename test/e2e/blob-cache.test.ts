@@ -366,6 +366,51 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     expect(await readFile(notAFolder, 'utf8')).toBe('x');
   });
 
+  it('a fill held whole (under 2 MiB) cut off by an S3 failure leaves nothing; the next GET fills it', async () => {
+    const proxy = await faultProxy(inject('s3').endpoint);
+    const dir = freshDir();
+    const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
+    try {
+      const f = file(1536 * KiB);
+      await put(srv, 'wholecut', f);
+      const cut = await metricValue(
+        srv.url,
+        's3dedup_cache_fills_abandoned_total',
+        '{reason="cut_off"}',
+      );
+      // S3's answer stops halfway through the object.
+      proxy.setMode('cut', 768 * KiB);
+      const { port } = new URL(srv.url);
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.on('error', () => {});
+      let received = 0;
+      socket.on('data', (d: Buffer) => {
+        received += d.length;
+      });
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write('GET /files/wholecut HTTP/1.1\r\nHost: x\r\n\r\n');
+      // The answer is cut short (never completed with wrong bytes), and nothing is kept.
+      await closed;
+      expect(received).toBeLessThan(f.stored.length);
+      await eventually(async () =>
+        expect(
+          await metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'),
+        ).toBe(cut + 1),
+      );
+      expect(await fillFiles(dir)).toEqual([]);
+      expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
+      proxy.setMode('pass');
+      const gets = s3Gets(srv);
+      expect(await get(srv, 'wholecut')).toEqual(expected(f));
+      await cached(dir, f);
+      expect(await get(srv, 'wholecut')).toEqual(expected(f));
+      expect(s3Gets(srv)).toBe(gets + 1);
+    } finally {
+      await srv.close();
+      await proxy.close();
+    }
+  });
+
   it('a fill cut off by an S3 failure leaves no entry; the next GET fills it', async () => {
     const proxy = await faultProxy(inject('s3').endpoint);
     const dir = freshDir();

@@ -1,22 +1,25 @@
 import { connect, createServer, type Socket } from 'node:net';
 
-export type FaultMode = 'pass' | 'blackhole' | 'error';
+export type FaultMode = 'pass' | 'blackhole' | 'error' | 'cut';
 
 /**
  * A TCP proxy in front of a real server that can turn into a fault:
  * 'blackhole' accepts connections and never answers (a hung S3), 'error'
- * answers every request with HTTP 500 (a failing S3). Switching modes drops
- * open connections, so pooled keep-alive sockets see the change at once.
+ * answers every request with HTTP 500 (a failing S3), 'cut' passes requests
+ * on but closes each connection once `cutAfter` bytes of answers have gone
+ * through it (an S3 that fails in the middle of a body). Switching modes
+ * drops open connections, so pooled keep-alive sockets see the change at once.
  */
 export async function faultProxy(target: string): Promise<{
   url: string;
-  setMode(mode: FaultMode): void;
+  setMode(mode: FaultMode, cutAfter?: number): void;
   /** Every `x-amz-content-sha256` value sent through so far: how requests signed their bodies. */
   payloadHashes(): string[];
   close(): Promise<void>;
 }> {
   const { hostname, port } = new URL(target);
   let mode: FaultMode = 'pass';
+  let cutAfter = Number.POSITIVE_INFINITY;
   const payloadHashes: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
@@ -52,15 +55,31 @@ export async function faultProxy(target: string): Promise<{
         payloadHashes.push(m[1] ?? '');
       }
     });
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    if (mode !== 'cut') {
+      upstream.pipe(client);
+      return;
+    }
+    let room = cutAfter;
+    upstream.on('data', (data: Buffer) => {
+      if (room <= 0) return;
+      const part = data.subarray(0, room);
+      room -= part.length;
+      if (room > 0) client.write(part);
+      else {
+        client.write(part, () => client.destroy());
+        upstream.destroy();
+      }
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   if (typeof address !== 'object' || !address) throw new Error('proxy has no address');
   return {
     url: `http://127.0.0.1:${address.port}`,
-    setMode(next) {
+    setMode(next, after = Number.POSITIVE_INFINITY) {
       mode = next;
+      cutAfter = after;
       for (const s of sockets) s.destroy();
     },
     payloadHashes: () => [...payloadHashes],

@@ -1,13 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { PassThrough } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CacheIndex } from '../../src/blobcache/index.js';
 import { CachingBlobStore } from '../../src/blobcache/store.js';
 import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
+import type { BlobReader } from '../../src/blobstore/port.js';
 import { blobKey } from '../../src/dedup/keys.js';
 import { readAll } from '../support/bytes.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -168,5 +170,135 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     expect(got && (await readAll(got.body)).toString()).toBe('x');
     expect(await metric('s3dedup_cache_misses_total')).toBe(0);
     expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+  });
+});
+
+/**
+ * The cache over a store whose answers are streams held halfway until the
+ * test lets them go on (or fail), as an object store's are while a body is
+ * on its way: shows which way each fill went while it is going.
+ */
+describe('CachingBlobStore filling from streams', () => {
+  let tmp: { path: string; remove(): Promise<void> };
+  let cache: CachingBlobStore;
+  let registry: Registry;
+  let inner: FilesystemBlobStore;
+  /** The answers given so far, each held after its first half. */
+  let held: { finish(): void; fail(): void }[];
+
+  beforeEach(async () => {
+    tmp = await makeTempDir();
+    registry = new Registry();
+    held = [];
+    inner = await FilesystemBlobStore.open(join(tmp.path, 'blobs'));
+    const gatedGet = async (key: string): Promise<BlobReader | null> => {
+      const reader = await inner.get(key);
+      if (!reader) return null;
+      const bytes = await readAll(reader.body);
+      const body = new PassThrough();
+      const half = bytes.length >> 1;
+      body.write(bytes.subarray(0, half));
+      held.push({
+        finish: () => body.end(bytes.subarray(half)),
+        fail: () => body.destroy(new Error('object store connection reset')),
+      });
+      return { body, size: bytes.length };
+    };
+    // Everything as the filesystem store does it, but get().
+    const gated = new Proxy(inner, {
+      get: (target, prop) => {
+        if (prop === 'get') return gatedGet;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    cache = await CachingBlobStore.open(gated, {
+      dir: join(tmp.path, 'cache'),
+      maxBytes: 64 * 1024 * 1024,
+      maxEntryBytes: 16 * 1024 * 1024,
+      keyDepth: 2,
+      logger: pino({ level: 'silent' }),
+      registry,
+    });
+  });
+  afterEach(async () => {
+    for (const h of held) h.fail();
+    await cache.close();
+    await tmp.remove();
+  });
+
+  const metric = async (name: string, labels = '') => {
+    const line = (await registry.metrics())
+      .split('\n')
+      .find((l) => l.startsWith(`${name}${labels} `));
+    return line ? Number(line.split(' ')[1]) : 0;
+  };
+  const fillsIn = () => readdir(join(tmp.path, 'cache', 'fills')).catch(() => []);
+
+  async function stored(size: number, key?: string) {
+    const content = randomBytes(size);
+    const bytes = gzipSync(content, { level: 1 });
+    const k = key ?? blobKey(hashOf(content), 2);
+    await cache.put(k, bytes, { size: bytes.length });
+    return { key: k, bytes };
+  }
+
+  it('holds up to eight misses under 2 MiB in memory; the ninth streams into its fill file; all are kept', async () => {
+    const blobs = await Promise.all(Array.from({ length: 9 }, () => stored(1024 * 1024)));
+    const answers = [];
+    for (const b of blobs) {
+      const reader = await cache.get(b.key);
+      if (!reader) throw new Error('no reader');
+      answers.push(readAll(reader.body));
+    }
+    // Whole fills write their file only once they have every byte; a streamed one opens it at once.
+    await expect.poll(fillsIn).toHaveLength(1);
+    expect(
+      (await fillsIn())[0]?.startsWith(hashOf(gunzipSync(blobs[8]?.bytes ?? Buffer.alloc(0)))),
+    ).toBe(true);
+    for (const h of held) h.finish();
+    for (const [i, answer] of answers.entries())
+      expect((await answer).equals(blobs[i]?.bytes ?? Buffer.alloc(0))).toBe(true);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(9);
+    expect(await fillsIn()).toEqual([]);
+    expect(await metric('s3dedup_cache_fills_total')).toBe(9);
+    // Every one answers from the cache now, the same bytes.
+    for (const b of blobs) {
+      const hit = await cache.get(b.key);
+      expect(hit && (await readAll(hit.body)).equals(b.bytes)).toBe(true);
+    }
+    expect(await metric('s3dedup_cache_hits_total')).toBe(9);
+  });
+
+  it('keeps nothing of a fill held whole that the store cut off, nor of one that does not check out', async () => {
+    const cutOff = await stored(1536 * 1024);
+    const reader = await cache.get(cutOff.key);
+    if (!reader) throw new Error('no reader');
+    const answer = readAll(reader.body);
+    held[0]?.fail();
+    // The client's answer fails too: never a short body taken for a whole one.
+    await expect(answer).rejects.toThrow(/connection reset/);
+    await expect
+      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'))
+      .toBe(1);
+    // Under another content's key (a damaged object in the store).
+    const wrong = await stored(1536 * 1024, blobKey(hashOf(randomBytes(8)), 2));
+    const second = await cache.get(wrong.key);
+    if (!second) throw new Error('no reader');
+    const secondAnswer = readAll(second.body);
+    held[1]?.finish();
+    expect((await secondAnswer).equals(wrong.bytes)).toBe(true);
+    await expect
+      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="invalid"}'))
+      .toBe(1);
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+    expect(await fillsIn()).toEqual([]);
+    // The next reader of the cut-off one fills it.
+    const third = await cache.get(cutOff.key);
+    if (!third) throw new Error('no reader');
+    const thirdAnswer = readAll(third.body);
+    held[2]?.finish();
+    expect((await thirdAnswer).equals(cutOff.bytes)).toBe(true);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
   });
 });

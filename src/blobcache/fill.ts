@@ -149,20 +149,23 @@ export class CacheFill extends Transform {
   }
 }
 
+/** What a WholeFill ended with: every byte announced, or why not (as CacheFill words it). */
+export type WholeFillResult = { bytes: Buffer } | { reason: string };
+
 /**
  * For an object small enough to hold whole (up to WHOLE_FILL bytes in
  * store.ts): passes the bytes to the client and copies them, on the side,
  * into `into` (a reused buffer of exactly `size` bytes) or, without one,
  * keeps references to them. `done` resolves with all the bytes once the body
- * has ended whole, or null when it was cut off or was not `size` bytes. The
- * caller then checks them in one synchronous inflate and writes them in one
- * call: the streamed CacheFill's inflater and batch writes, each a
- * thread-pool round trip with fresh buffers, cost about twice the work for a
- * megabyte (docs/benchmarks.md, 2026-12-02 third session).
+ * has ended with exactly `size` of them, or with why not (cut off, or another
+ * length than announced). The caller then checks them in one synchronous
+ * inflate and writes them in one call: the streamed CacheFill's inflater and
+ * batch writes hand every piece between the thread pool and the main thread
+ * (see docs/benchmarks.md, notes of 2026-12-02, third session).
  */
 export class WholeFill extends Transform {
-  readonly done: Promise<Buffer | null>;
-  private settle!: (bytes: Buffer | null) => void;
+  readonly done: Promise<WholeFillResult>;
+  private settle!: (result: WholeFillResult) => void;
   private chunks: Buffer[] = [];
   private received = 0;
 
@@ -188,13 +191,18 @@ export class WholeFill extends Transform {
 
   override _flush(callback: TransformCallback): void {
     callback();
-    if (this.received !== this.size) this.settle(null);
-    else this.settle(this.into ?? Buffer.concat(this.chunks, this.size));
+    if (this.received > this.size) {
+      this.settle({ reason: `more than the ${this.size} bytes announced` });
+    } else if (this.received < this.size) {
+      this.settle({ reason: `${this.received} bytes received of the ${this.size} announced` });
+    } else this.settle({ bytes: this.into ?? Buffer.concat(this.chunks, this.size) });
     this.chunks = [];
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.writableFinished) this.settle(null);
+    // Cut off before the end (client gone, object store failed).
+    if (!this.writableFinished)
+      this.settle({ reason: err ? `cut off: ${err.message}` : 'cut off' });
     this.chunks = [];
     callback(err);
   }

@@ -10,6 +10,10 @@ export interface CacheMetrics {
   hitBytes: Counter;
   /** Fills that became entries. */
   fills: Counter;
+  /** Fills begun, by how the object store's bytes were held (label `read`: whole, streamed). */
+  fillReads: Counter<'read'>;
+  /** Bytes of reused buffers that fills held whole hold now. */
+  fillMemory: Gauge;
   /** Fills given up (label `reason`: cut_off, invalid, disk). */
   fillsAbandoned: Counter<'reason'>;
   /** Entries removed to stay under CACHE_MAX_BYTES. */
@@ -43,6 +47,17 @@ export function cacheMetrics(registry: Registry): CacheMetrics {
       help: 'Blobs read from the object store, verified and kept in the cache',
       registers,
     }),
+    fillReads: new Counter({
+      name: 's3dedup_cache_fill_reads_total',
+      help: 'Cache fills begun: whole (held in memory, checked at once) or streamed (written and checked as they pass)',
+      labelNames: ['read'],
+      registers,
+    }),
+    fillMemory: new Gauge({
+      name: 's3dedup_cache_fill_memory_bytes',
+      help: 'Bytes of the reused buffers held by cache fills of objects read whole',
+      registers,
+    }),
     fillsAbandoned: new Counter({
       name: 's3dedup_cache_fills_abandoned_total',
       help: 'Cache fills given up: cut_off (client or object store gone), invalid (bytes did not hash to the key), disk (cache folder failed)',
@@ -56,7 +71,7 @@ export function cacheMetrics(registry: Registry): CacheMetrics {
     }),
     damaged: new Counter({
       name: 's3dedup_cache_damaged_total',
-      help: 'Cache entries found gone or damaged (CRC-32 or size) on a hit, dropped and read from the object store instead',
+      help: 'Cache entries found gone or damaged (content hash or size) on a hit, dropped and read from the object store instead',
       registers,
     }),
     bytes: new Gauge({

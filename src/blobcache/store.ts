@@ -39,8 +39,9 @@ const SYNC_HIT = 64 * 1024;
 const WHOLE_FILL = 2 * 1024 * 1024;
 /**
  * A whole fill up to this size keeps the chunks it passed on; a larger one
- * copies them into a reused buffer (WHOLE_FILL_BUFFERS), because a fresh
- * megabyte-sized buffer costs its page faults every time.
+ * copies them into a reused buffer (WHOLE_FILL_BUFFERS): the chunks would
+ * have to be joined into a fresh megabyte-sized buffer, which costs its page
+ * faults every time (docs/benchmarks.md, notes of 2026-12-02).
  */
 const SMALL_FILL = 64 * 1024;
 /**
@@ -96,11 +97,7 @@ export class CachingBlobStore implements BlobStore {
   private readonly files: CacheFiles;
   private readonly metrics: CacheMetrics | null;
   /** The same bound-and-reuse as upload bodies read whole (see WholeBodyBudget). */
-  private readonly fillBuffers = new WholeBodyBudget(
-    WHOLE_FILL * WHOLE_FILL_BUFFERS,
-    WHOLE_FILL,
-    WHOLE_FILL_KEPT,
-  );
+  private readonly fillBuffers: WholeBodyBudget;
   /**
    * Misses in progress by hash, from the object store request to the end of
    * the fill; resolve (never reject) when it has ended either way.
@@ -115,6 +112,13 @@ export class CachingBlobStore implements BlobStore {
     this.index = new CacheIndex(o.maxBytes, Math.min(o.maxEntryBytes, Math.floor(o.maxBytes / 4)));
     this.files = new CacheFiles(o.dir);
     this.metrics = o.registry ? cacheMetrics(o.registry) : null;
+    const memory = this.metrics?.fillMemory;
+    this.fillBuffers = new WholeBodyBudget(
+      WHOLE_FILL * WHOLE_FILL_BUFFERS,
+      WHOLE_FILL,
+      WHOLE_FILL_KEPT,
+      (held) => memory?.set(held),
+    );
   }
 
   /** The cache over `inner`, its index rebuilt from what `dir` holds. */
@@ -263,16 +267,20 @@ export class CachingBlobStore implements BlobStore {
     if (reader.size <= WHOLE_FILL) {
       if (Buffer.isBuffer(reader.body)) {
         // Objects the store read whole: the client gets the Buffer, the fill the same bytes.
+        this.metrics?.fillReads.inc({ read: 'whole' });
         kept(this.keepWhole(hash, reader.body));
         return reader;
       }
       const held = reader.size > SMALL_FILL ? this.fillBuffers.tryTake(reader.size) : null;
       if (reader.size <= SMALL_FILL || held) {
+        this.metrics?.fillReads.inc({ read: 'whole' });
         const whole = new WholeFill(reader.size, held?.buffer);
         kept(
           whole.done
-            .then((bytes) =>
-              bytes ? this.keepWhole(hash, bytes) : this.abandoned(hash, 'cut off'),
+            .then((result) =>
+              'bytes' in result
+                ? this.keepWhole(hash, result.bytes)
+                : this.abandoned(hash, result.reason),
             )
             // Only once its file is written: the write reads from the buffer.
             .finally(() => held?.release()),
@@ -280,6 +288,7 @@ export class CachingBlobStore implements BlobStore {
         return { body: relay(reader.body, whole), size: reader.size };
       }
     }
+    this.metrics?.fillReads.inc({ read: 'streamed' });
     let file: FileHandle;
     const path = this.files.fillPath(hash);
     try {
@@ -321,8 +330,14 @@ export class CachingBlobStore implements BlobStore {
       () => null,
       (err: Error) => err,
     );
-    const wrong = await checkBytes(bytes, hash);
-    const failed = await writing;
+    let wrong: string | null;
+    let failed: Error | null;
+    try {
+      wrong = await checkBytes(bytes, hash);
+    } finally {
+      // Even if the check threw: the caller reuses `bytes` once this returns.
+      failed = await writing;
+    }
     if (failed || wrong !== null) {
       this.abandoned(hash, failed ? `writing the cache file: ${failed.message}` : (wrong ?? ''));
       await rm(path, { force: true }).catch(() => {});

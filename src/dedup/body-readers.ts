@@ -121,10 +121,15 @@ export function gunzipBounded(
 ): { content: Buffer; consumed: number } | null {
   let inflated: { buffer: Buffer; engine: Gunzip };
   // zlib's output comes in buffers of chunkSize joined at the end: one of the
-  // expected size rather than 16 KiB pieces saves a buffer and a copy per
-  // piece (1.3 against 1.6 ms per MiB checked, with the SHA-256; measured).
-  // One byte more than the content lets zlib see its end within the buffer.
-  const chunkSize = Math.max(1024, Math.min(max, expected) + 1);
+  // expected size rather than zlib's 16 KiB pieces saves a buffer and a copy
+  // per piece (1 MiB checked with its SHA-256: 1.3 against 1.6 ms; notes of
+  // 2026-12-02 in docs/benchmarks.md). One byte more than the content lets
+  // zlib see its end within the buffer. The expected size is a hint, from a
+  // client or a gzip trailer: deflate cannot expand more than about 1032:1,
+  // so a lie costs at most that times the body, and never less than the
+  // 16 KiB zlib would take anyway.
+  const hint = Math.min(max, expected, body.length * 1032);
+  const chunkSize = Math.max(16 * 1024, hint + 1);
   try {
     // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
     inflated = gunzipSync(body, { info: true, maxOutputLength: max, chunkSize }) as unknown as {

@@ -8,6 +8,9 @@
  * bodies in memory, however many there are (plus the free buffers kept, and
  * bodies up to SMALL_BODY, which are read whole outside it).
  *
+ * The blob cache bounds the buffers of the fills it holds whole with one of
+ * its own (src/blobcache/store.ts).
+ *
  * A few buffers for whole bodies are kept for the next ones: a fresh
  * megabyte-sized buffer per upload cost about 100 page faults (glibc gives
  * blocks that large back to the kernel when they are freed), which on this

@@ -378,6 +378,7 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
         's3dedup_cache_fills_abandoned_total',
         '{reason="cut_off"}',
       );
+      const whole = await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}');
       // S3's answer stops halfway through the object.
       proxy.setMode('cut', 768 * KiB);
       const { port } = new URL(srv.url);
@@ -392,6 +393,10 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
       // The answer is cut short (never completed with wrong bytes), and nothing is kept.
       await closed;
       expect(received).toBeLessThan(f.stored.length);
+      // It was one of the fills held in memory, not one streamed into its file.
+      expect(await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(
+        whole + 1,
+      );
       await eventually(async () =>
         expect(
           await metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'),

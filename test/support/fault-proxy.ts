@@ -71,6 +71,7 @@ export async function faultProxy(target: string): Promise<{
         upstream.destroy();
       }
     });
+    upstream.on('end', () => client.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();

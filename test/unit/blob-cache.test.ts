@@ -253,6 +253,9 @@ describe('CachingBlobStore filling from streams', () => {
     }
     // Whole fills write their file only once they have every byte; a streamed one opens it at once.
     await expect.poll(fillsIn).toHaveLength(1);
+    expect(await metric('s3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(8);
+    expect(await metric('s3dedup_cache_fill_reads_total', '{read="streamed"}')).toBe(1);
+    expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(8 * 2 * 1024 * 1024);
     expect(
       (await fillsIn())[0]?.startsWith(hashOf(gunzipSync(blobs[8]?.bytes ?? Buffer.alloc(0)))),
     ).toBe(true);
@@ -268,6 +271,35 @@ describe('CachingBlobStore filling from streams', () => {
       expect(hit && (await readAll(hit.body)).equals(b.bytes)).toBe(true);
     }
     expect(await metric('s3dedup_cache_hits_total')).toBe(9);
+    expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(0);
+  });
+
+  it('gives a whole fill’s buffer back however it ends: eight cut off, then eight more held whole', async () => {
+    const cut = await Promise.all(Array.from({ length: 8 }, () => stored(1024 * 1024)));
+    for (const b of cut) {
+      const reader = await cache.get(b.key);
+      if (!reader || Buffer.isBuffer(reader.body)) throw new Error('no stream');
+      reader.body.on('error', () => {});
+    }
+    for (const h of held) h.fail();
+    await expect
+      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'))
+      .toBe(8);
+    expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(0);
+    held = [];
+    const next = await Promise.all(Array.from({ length: 8 }, () => stored(1024 * 1024)));
+    const answers = [];
+    for (const b of next) {
+      const reader = await cache.get(b.key);
+      if (!reader) throw new Error('no reader');
+      answers.push(readAll(reader.body));
+    }
+    expect(await metric('s3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(16);
+    expect(await fillsIn()).toEqual([]);
+    for (const h of held) h.finish();
+    await Promise.all(answers);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(8);
+    expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(0);
   });
 
   it('keeps nothing of a fill held whole that the store cut off, nor of one that does not check out', async () => {

@@ -331,13 +331,15 @@ export class CachingBlobStore implements BlobStore {
       (err: Error) => err,
     );
     let wrong: string | null;
-    let failed: Error | null;
     try {
       wrong = await checkBytes(bytes, hash);
-    } finally {
-      // Even if the check threw: the caller reuses `bytes` once this returns.
-      failed = await writing;
+    } catch (err) {
+      // The caller reuses `bytes` once this returns: not before the write is done.
+      await writing;
+      await rm(path, { force: true }).catch(() => {});
+      throw err;
     }
+    const failed = await writing;
     if (failed || wrong !== null) {
       this.abandoned(hash, failed ? `writing the cache file: ${failed.message}` : (wrong ?? ''));
       await rm(path, { force: true }).catch(() => {});

@@ -56,6 +56,14 @@ describe('CacheIndex', () => {
   });
 });
 
+/** A value of `registry`'s metric `name` (with `labels` as written in the exposition), 0 if absent. */
+async function metricIn(registry: Registry, name: string, labels = ''): Promise<number> {
+  const line = (await registry.metrics())
+    .split('\n')
+    .find((l) => l.startsWith(`${name}${labels} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
 async function entriesIn(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const shard of await readdir(join(dir, 'entries')).catch(() => [])) {
@@ -90,12 +98,7 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     await tmp.remove();
   });
 
-  const metric = async (name: string, labels = '') => {
-    const line = (await registry.metrics())
-      .split('\n')
-      .find((l) => l.startsWith(`${name}${labels} `));
-    return line ? Number(line.split(' ')[1]) : 0;
-  };
+  const metric = (name: string, labels = '') => metricIn(registry, name, labels);
 
   it('fills from a Buffer and answers hits with the same bytes', async () => {
     const content = randomBytes(2000);
@@ -227,12 +230,7 @@ describe('CachingBlobStore filling from streams', () => {
     await tmp.remove();
   });
 
-  const metric = async (name: string, labels = '') => {
-    const line = (await registry.metrics())
-      .split('\n')
-      .find((l) => l.startsWith(`${name}${labels} `));
-    return line ? Number(line.split(' ')[1]) : 0;
-  };
+  const metric = (name: string, labels = '') => metricIn(registry, name, labels);
   const fillsIn = () => readdir(join(tmp.path, 'cache', 'fills')).catch(() => []);
 
   async function stored(size: number, key?: string) {

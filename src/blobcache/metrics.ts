@@ -60,7 +60,7 @@ export function cacheMetrics(registry: Registry): CacheMetrics {
     }),
     fillsAbandoned: new Counter({
       name: 's3dedup_cache_fills_abandoned_total',
-      help: 'Cache fills given up: cut_off (client or object store gone), invalid (bytes did not hash to the key, or not as many as announced), disk (cache folder failed)',
+      help: 'Cache fills given up: cut_off (client or object store gone), invalid (bytes did not hash to the key, or not as many as announced), disk (cache folder failed), dropped (object deleted or replaced while filling)',
       labelNames: ['reason'],
       registers,
     }),

@@ -87,8 +87,9 @@ const FOLLOW_WAIT_MS = 10_000;
  *   at any moment.
  * - Entries are per instance and survive restarts: the index is rebuilt from
  *   the folder listing (names and sizes, no file read).
- * - Deletes and replacements of an object drop its entry, so what a GET sends
- *   stays byte-identical to the store's object.
+ * - Deletes and replacements of an object drop its entry, and void a fill
+ *   of it in progress, so what a GET sends stays byte-identical to the
+ *   store's object.
  *
  * Keys that do not follow the blob layout pass through uncached.
  */
@@ -103,6 +104,12 @@ export class CachingBlobStore implements BlobStore {
    * the fill; resolve (never reject) when it has ended either way.
    */
   private readonly filling = new Map<string, Promise<void>>();
+  /**
+   * Misses in progress whose object was deleted or replaced meanwhile: their
+   * bytes are the old object's (S3 keeps sending a body it has started), so
+   * they must not become an entry. Cleared when the fill ends.
+   */
+  private readonly voided = new Set<string>();
 
   private constructor(
     readonly inner: BlobStore,
@@ -160,6 +167,7 @@ export class CachingBlobStore implements BlobStore {
     const claim = new Promise<void>((resolve) => {
       release = () => {
         this.filling.delete(hash);
+        this.voided.delete(hash);
         resolve();
       };
     });
@@ -354,7 +362,9 @@ export class CachingBlobStore implements BlobStore {
       ? 'cut_off'
       : reason.startsWith('writing')
         ? 'disk'
-        : 'invalid';
+        : reason.startsWith('dropped')
+          ? 'dropped'
+          : 'invalid';
     this.metrics?.fillsAbandoned.inc({ reason: kind });
     if (kind === 'cut_off') this.o.logger.debug({ hash, reason }, 'blob cache fill cut off');
     else this.o.logger.warn({ hash, reason }, 'blob cache fill abandoned');
@@ -379,6 +389,12 @@ export class CachingBlobStore implements BlobStore {
     // Its bytes are the ones just checked while filling: stamped, a hit need not check them again.
     const info = await stat(target).catch(() => null);
     if (info) entry.stamp = stampOf(info);
+    // Checked here, after the last await, so no drop() can come between this and index.add().
+    if (this.voided.has(entry.hash)) {
+      this.abandoned(entry.hash, 'dropped: the object was deleted or replaced while filling');
+      await rm(target, { force: true }).catch(() => {});
+      return;
+    }
     this.metrics?.fills.inc();
     for (const old of this.index.add(entry)) {
       this.metrics?.evictions.inc();
@@ -395,6 +411,7 @@ export class CachingBlobStore implements BlobStore {
   }
 
   private async drop(hash: string): Promise<void> {
+    if (this.filling.has(hash)) this.voided.add(hash);
     const entry = this.index.remove(hash);
     if (!entry) return;
     this.updateGauges();

@@ -300,6 +300,46 @@ describe('CachingBlobStore filling from streams', () => {
     expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(0);
   });
 
+  it('keeps nothing of a fill whose object is deleted or replaced while it is on its way', async () => {
+    // One held whole, one streamed: both ways of filling end in the same check.
+    const deleted = await stored(1024 * 1024);
+    const replaced = await stored(3 * 1024 * 1024);
+    const answers = [];
+    for (const b of [deleted, replaced]) {
+      const reader = await cache.get(b.key);
+      if (!reader) throw new Error('no reader');
+      answers.push(readAll(reader.body));
+    }
+    await cache.delete(deleted.key);
+    // Restored after damage, with other gzip bytes of the same content.
+    const other = gzipSync(gunzipSync(replaced.bytes), { level: 9 });
+    expect(other.equals(replaced.bytes)).toBe(false);
+    await cache.put(replaced.key, other, {
+      size: other.length,
+      beforeCommit: async () => 'replace',
+    });
+    for (const h of held) h.finish();
+    // Readers that had started still get the bytes they started on, as from the store itself.
+    expect((await answers[0])?.equals(deleted.bytes)).toBe(true);
+    expect((await answers[1])?.equals(replaced.bytes)).toBe(true);
+    await expect
+      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="dropped"}'))
+      .toBe(2);
+    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+    expect(await fillsIn()).toEqual([]);
+    expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
+    // What GETs answer now is the store's: nothing, and the new bytes (filled afresh).
+    expect(await cache.get(deleted.key)).toBeNull();
+    const now = await cache.get(replaced.key);
+    if (!now) throw new Error('no reader');
+    const nowAnswer = readAll(now.body);
+    held[2]?.finish();
+    expect((await nowAnswer).equals(other)).toBe(true);
+    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
+    const hit = await cache.get(replaced.key);
+    expect(hit && (await readAll(hit.body)).equals(other)).toBe(true);
+  });
+
   it('keeps nothing of a fill held whole that the store cut off, nor of one that does not check out', async () => {
     const cutOff = await stored(1536 * 1024);
     const reader = await cache.get(cutOff.key);

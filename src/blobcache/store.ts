@@ -11,8 +11,8 @@ import type {
   PutResult,
 } from '../blobstore/port.js';
 import { hashOfKey } from '../dedup/keys.js';
-import { WholeBodyBudget } from '../dedup/whole-bodies.js';
 import type { Logger } from '../observability/logger.js';
+import { BufferBudget } from '../runtime/buffer-budget.js';
 import { CacheFiles } from './files.js';
 import { CacheFill, type FilledEntry, WholeFill } from './fill.js';
 import { type CacheEntry, CacheIndex } from './index.js';
@@ -97,8 +97,8 @@ export class CachingBlobStore implements BlobStore {
   private readonly index: CacheIndex;
   private readonly files: CacheFiles;
   private readonly metrics: CacheMetrics | null;
-  /** The same bound-and-reuse as upload bodies read whole (see WholeBodyBudget). */
-  private readonly fillBuffers: WholeBodyBudget;
+  /** The same bound-and-reuse as upload bodies read whole (see BufferBudget). */
+  private readonly fillBuffers: BufferBudget;
   /**
    * Misses in progress by hash, from the object store request to the end of
    * the fill; resolve (never reject) when it has ended either way.
@@ -120,7 +120,7 @@ export class CachingBlobStore implements BlobStore {
     this.files = new CacheFiles(o.dir);
     this.metrics = o.registry ? cacheMetrics(o.registry) : null;
     const memory = this.metrics?.fillMemory;
-    this.fillBuffers = new WholeBodyBudget(
+    this.fillBuffers = new BufferBudget(
       WHOLE_FILL * WHOLE_FILL_BUFFERS,
       WHOLE_FILL,
       WHOLE_FILL_KEPT,

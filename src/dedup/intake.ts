@@ -3,13 +3,13 @@ import type { BlobStore, CommitMode, PutResult } from '../blobstore/port.js';
 import { AppError, clientAborted, contentCollected, contentDamaged } from '../errors.js';
 import type { Lock, LockOptions, LockSession } from '../locks/port.js';
 import type { MetaStore } from '../metastore/port.js';
+import { BufferBudget } from '../runtime/buffer-budget.js';
 import { crashPoint } from '../runtime/faults.js';
 import { checkBuffer, checkStream, readWhole, SMALL_BODY, WHOLE_BODY } from './body-readers.js';
 import { blobKey } from './keys.js';
 import type { DedupMetrics } from './metrics.js';
 import { checkSpillDir, SpillBuffer } from './spill.js';
 import type { BodyEncoding, ContentHints, UploadCheck } from './upload-check.js';
-import { WholeBodyBudget } from './whole-bodies.js';
 
 export interface IntakeOptions {
   meta: MetaStore;
@@ -24,7 +24,9 @@ export interface IntakeOptions {
 }
 
 /**
- * Memory for upload bodies over SMALL_BODY (see WholeBodyBudget): with the
+ * Memory for upload bodies over SMALL_BODY (see BufferBudget). An upload that
+ * finds no room streams, or spills to its temporary file from the first
+ * byte. Bodies up to SMALL_BODY are read whole outside it. With the
  * default SPILL_THRESHOLD, 16 read whole at once (each takes a buffer of
  * min(WHOLE_BODY, SPILL_THRESHOLD) bytes), or the in-memory parts of bodies of
  * unknown hash (SPILL_THRESHOLD each), or a mix. Past it, uploads stream or
@@ -78,12 +80,12 @@ type StoreNew = (beforeCommit: () => Promise<CommitMode | undefined>) => Promise
  * remove the content before the path points at it.
  */
 export class ContentIntake {
-  private readonly wholeBodies: WholeBodyBudget;
+  private readonly wholeBodies: BufferBudget;
 
   constructor(private readonly o: IntakeOptions) {
     // SPILL_THRESHOLD is the operator's bound on the memory one upload may
     // hold; the budget always has room for at least one such upload.
-    this.wholeBodies = new WholeBodyBudget(
+    this.wholeBodies = new BufferBudget(
       Math.max(WHOLE_BODY_BUDGET, o.spillThreshold),
       Math.min(WHOLE_BODY, o.spillThreshold),
       4,
@@ -124,7 +126,7 @@ export class ContentIntake {
 
   /**
    * A body read into one buffer: checked, then placed. The buffer may be
-   * reused once this returns (WholeBodyBudget): nothing may keep it.
+   * reused once this returns (BufferBudget): nothing may keep it.
    */
   private async receiveWhole(
     body: Buffer,

@@ -8,7 +8,7 @@ export interface DedupMetrics {
   misses: Counter;
   /** Upload bodies by how they were read: `whole` (one buffer) or `streamed`. */
   bodies: Counter<'read'>;
-  /** Bytes of upload bodies held in memory now (see WholeBodyBudget). */
+  /** Bytes of upload bodies held in memory now (see BufferBudget). */
   bodyMemory: Gauge;
 }
 

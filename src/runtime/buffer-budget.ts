@@ -1,22 +1,23 @@
 /**
- * The memory that upload bodies may hold at once: bodies read whole (see
- * WHOLE_BODY in body-readers.ts) and the in-memory part of bodies held until
- * their hash is known (SpillBuffer). An upload that finds no room is not
- * made to wait: it streams, or spills to its temporary file from the first
- * byte, which needs a few buffers whatever its size. So no upload stalls on
- * it, and a burst of concurrent uploads holds at most `limit` bytes of such
- * bodies in memory, however many there are (plus the free buffers kept, and
- * bodies up to SMALL_BODY, which are read whole outside it).
+ * A bound on the memory some bodies may hold at once, and the buffers they
+ * hold it in. A taker that finds no room is never made to wait: it is told
+ * so at once (null) and takes its slower path that needs a few buffers
+ * whatever the size (streaming, spilling to a file). So nothing stalls on
+ * it, and a burst holds at most `limit` bytes, however many bodies come.
  *
- * The blob cache bounds the buffers of the fills it holds whole with one of
- * its own (src/blobcache/store.ts).
+ * Two owners, each with its own budget:
+ * - uploads (ContentIntake, src/dedup/intake.ts): bodies read whole, and the
+ *   in-memory part of bodies held until their hash is known (SpillBuffer,
+ *   through tryReserve());
+ * - the blob cache (src/blobcache/store.ts): fills held whole on their way
+ *   to the client.
  *
- * A few buffers for whole bodies are kept for the next ones: a fresh
- * megabyte-sized buffer per upload cost about 100 page faults (glibc gives
- * blocks that large back to the kernel when they are freed), which on this
- * project's machines took as much CPU as reading whole saved.
+ * A few free buffers are kept for the next takers: a fresh megabyte-sized
+ * buffer each time cost about 100 page faults (glibc gives blocks that large
+ * back to the kernel when they are freed), which on this project's machines
+ * took as much CPU as reading whole saved.
  */
-export class WholeBodyBudget {
+export class BufferBudget {
   private held = 0;
   private readonly free: Buffer[] = [];
 

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { UploadBuffers } from '../../src/blobstore/upload-buffers.js';
-import { WholeBodyBudget } from '../../src/dedup/whole-bodies.js';
+import { BufferBudget } from '../../src/runtime/buffer-budget.js';
 
 const MiB = 1024 * 1024;
 
-describe('WholeBodyBudget', () => {
+describe('BufferBudget', () => {
   it('holds at most limit / maxBody bodies, whatever their size, and never waits', () => {
-    const budget = new WholeBodyBudget(8 * MiB, 2 * MiB);
+    const budget = new BufferBudget(8 * MiB, 2 * MiB);
     const held = [1, 2, 3, 4].map(() => budget.tryTake(100_000));
     expect(held.every((h) => h !== null)).toBe(true);
     expect(budget.inUse).toBe(8 * MiB);
@@ -17,13 +17,13 @@ describe('WholeBodyBudget', () => {
   });
 
   it('refuses a body larger than maxBody', () => {
-    const budget = new WholeBodyBudget(8 * MiB, 2 * MiB);
+    const budget = new BufferBudget(8 * MiB, 2 * MiB);
     expect(budget.tryTake(2 * MiB + 1)).toBeNull();
     expect(budget.tryTake(2 * MiB)?.buffer.length).toBe(2 * MiB);
   });
 
   it('hands out buffers of the exact size and reuses them after release', () => {
-    const budget = new WholeBodyBudget(8 * MiB, 2 * MiB, 1);
+    const budget = new BufferBudget(8 * MiB, 2 * MiB, 1);
     const first = budget.tryTake(1000);
     expect(first?.buffer.length).toBe(1000);
     const memory = first?.buffer.buffer;
@@ -39,10 +39,10 @@ describe('WholeBodyBudget', () => {
   });
 });
 
-describe('WholeBodyBudget: memory held elsewhere, failures, the gauge', () => {
+describe('BufferBudget: memory held elsewhere, failures, the gauge', () => {
   it('counts reservations with the buffers, tells every change, and drops a buffer a failure may still use', () => {
     const seen: number[] = [];
-    const budget = new WholeBodyBudget(4 * MiB, 2 * MiB, 4, (held) => seen.push(held));
+    const budget = new BufferBudget(4 * MiB, 2 * MiB, 4, (held) => seen.push(held));
     const spill = budget.tryReserve(3 * MiB);
     expect(spill).not.toBeNull();
     // 3 MiB held: no whole 2 MiB buffer fits, and no second 3 MiB reservation.

@@ -241,14 +241,20 @@ describe('CachingBlobStore filling from streams', () => {
     return { key: k, bytes };
   }
 
-  it('holds up to eight misses under 2 MiB in memory; the ninth streams into its fill file; all are kept', async () => {
-    const blobs = await Promise.all(Array.from({ length: 9 }, () => stored(1024 * 1024)));
+  /** GETs each blob, one after another (each is held halfway): the answers, still coming. */
+  async function startMisses(blobs: { key: string }[]): Promise<Promise<Buffer>[]> {
     const answers = [];
     for (const b of blobs) {
       const reader = await cache.get(b.key);
       if (!reader) throw new Error('no reader');
       answers.push(readAll(reader.body));
     }
+    return answers;
+  }
+
+  it('holds up to eight misses under 2 MiB in memory; the ninth streams into its fill file; all are kept', async () => {
+    const blobs = await Promise.all(Array.from({ length: 9 }, () => stored(1024 * 1024)));
+    const answers = await startMisses(blobs);
     // Whole fills write their file only once they have every byte; a streamed one opens it at once.
     await expect.poll(fillsIn).toHaveLength(1);
     expect(await metric('s3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(8);
@@ -286,12 +292,7 @@ describe('CachingBlobStore filling from streams', () => {
     expect(await metric('s3dedup_cache_fill_memory_bytes')).toBe(0);
     held = [];
     const next = await Promise.all(Array.from({ length: 8 }, () => stored(1024 * 1024)));
-    const answers = [];
-    for (const b of next) {
-      const reader = await cache.get(b.key);
-      if (!reader) throw new Error('no reader');
-      answers.push(readAll(reader.body));
-    }
+    const answers = await startMisses(next);
     expect(await metric('s3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(16);
     expect(await fillsIn()).toEqual([]);
     for (const h of held) h.finish();
@@ -304,12 +305,7 @@ describe('CachingBlobStore filling from streams', () => {
     // One held whole, one streamed: both ways of filling end in the same check.
     const deleted = await stored(1024 * 1024);
     const replaced = await stored(3 * 1024 * 1024);
-    const answers = [];
-    for (const b of [deleted, replaced]) {
-      const reader = await cache.get(b.key);
-      if (!reader) throw new Error('no reader');
-      answers.push(readAll(reader.body));
-    }
+    const answers = await startMisses([deleted, replaced]);
     await cache.delete(deleted.key);
     // Restored after damage, with other gzip bytes of the same content.
     const other = gzipSync(gunzipSync(replaced.bytes), { level: 9 });

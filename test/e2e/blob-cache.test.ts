@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CachingBlobStore } from '../../src/blobcache/store.js';
 import type { S3BlobStore } from '../../src/blobstore/s3.js';
 import { blobKey } from '../../src/dedup/keys.js';
-import { faultProxy } from '../support/fault-proxy.js';
+import { type FaultProxy, faultProxy } from '../support/fault-proxy.js';
 import { digestOf, http, metricValue, pyVersionQuery } from '../support/http.js';
 import { s3Profile, startTestServer, type TestServer, uniqueBucket } from '../support/server.js';
 import { eventually } from '../support/state.js';
@@ -132,6 +132,21 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
   afterAll(async () => {
     await scratch.remove();
   });
+
+  /** `test` against a cached server whose S3 is behind a fault proxy, in a fresh cache folder. */
+  async function overFaultProxy(
+    test: (srv: TestServer, proxy: FaultProxy, dir: string) => Promise<void>,
+  ): Promise<void> {
+    const proxy = await faultProxy(inject('s3').endpoint);
+    const dir = freshDir();
+    const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
+    try {
+      await test(srv, proxy, dir);
+    } finally {
+      await srv.close();
+      await proxy.close();
+    }
+  }
 
   describe('one server', () => {
     let srv: TestServer;
@@ -366,11 +381,8 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     expect(await readFile(notAFolder, 'utf8')).toBe('x');
   });
 
-  it('a fill held whole (under 2 MiB) cut off by an S3 failure leaves nothing; the next GET fills it', async () => {
-    const proxy = await faultProxy(inject('s3').endpoint);
-    const dir = freshDir();
-    const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
-    try {
+  it('a fill held whole (under 2 MiB) cut off by an S3 failure leaves nothing; the next GET fills it', () =>
+    overFaultProxy(async (srv, proxy, dir) => {
       const f = file(1536 * KiB);
       await put(srv, 'wholecut', f);
       const cut = await metricValue(
@@ -410,17 +422,10 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
       await cached(dir, f);
       expect(await get(srv, 'wholecut')).toEqual(expected(f));
       expect(s3Gets(srv)).toBe(gets + 1);
-    } finally {
-      await srv.close();
-      await proxy.close();
-    }
-  });
+    }));
 
-  it('a fill cut off by an S3 failure leaves no entry; the next GET fills it', async () => {
-    const proxy = await faultProxy(inject('s3').endpoint);
-    const dir = freshDir();
-    const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
-    try {
+  it('a fill cut off by an S3 failure leaves no entry; the next GET fills it', () =>
+    overFaultProxy(async (srv, proxy, dir) => {
       const f = file(32 * MiB);
       await put(srv, 's3cut', f);
       const { port } = new URL(srv.url);
@@ -440,9 +445,5 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
       proxy.setMode('pass');
       expect(await get(srv, 's3cut')).toEqual(expected(f));
       await cached(dir, f);
-    } finally {
-      await srv.close();
-      await proxy.close();
-    }
-  });
+    }));
 });

@@ -2,6 +2,14 @@ import { connect, createServer, type Socket } from 'node:net';
 
 export type FaultMode = 'pass' | 'blackhole' | 'error' | 'cut';
 
+export interface FaultProxy {
+  url: string;
+  setMode(mode: FaultMode, cutAfter?: number): void;
+  /** Every `x-amz-content-sha256` value sent through so far: how requests signed their bodies. */
+  payloadHashes(): string[];
+  close(): Promise<void>;
+}
+
 /**
  * A TCP proxy in front of a real server that can turn into a fault:
  * 'blackhole' accepts connections and never answers (a hung S3), 'error'
@@ -10,13 +18,7 @@ export type FaultMode = 'pass' | 'blackhole' | 'error' | 'cut';
  * through it (an S3 that fails in the middle of a body). Switching modes
  * drops open connections, so pooled keep-alive sockets see the change at once.
  */
-export async function faultProxy(target: string): Promise<{
-  url: string;
-  setMode(mode: FaultMode, cutAfter?: number): void;
-  /** Every `x-amz-content-sha256` value sent through so far: how requests signed their bodies. */
-  payloadHashes(): string[];
-  close(): Promise<void>;
-}> {
+export async function faultProxy(target: string): Promise<FaultProxy> {
   const { hostname, port } = new URL(target);
   let mode: FaultMode = 'pass';
   let cutAfter = Number.POSITIVE_INFINITY;

@@ -11,7 +11,8 @@ export default defineConfig({
     // fewer than the cores: one on CI's 2-core machines). The services tests
     // mostly wait on the processes they start; on a 2-core machine the suite
     // took 825 s instead of 1,289 s, with the same memory peaks (2026-12-02).
-    // Files never share a bucket, a database or a folder.
+    // Files never share a bucket, a database, a folder or a port. Tests with
+    // a time bound leave room for a neighbour's load (sqlite-locked.test.ts).
     maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 120_000,

@@ -14,7 +14,7 @@ export interface CacheMetrics {
   fillReads: Counter<'read'>;
   /** Bytes of reused buffers that fills held whole hold now. */
   fillMemory: Gauge;
-  /** Fills given up (label `reason`: cut_off, invalid, disk). */
+  /** Fills given up (label `reason`: cut_off, invalid, disk, dropped). */
   fillsAbandoned: Counter<'reason'>;
   /** Entries removed to stay under CACHE_MAX_BYTES. */
   evictions: Counter;

@@ -200,7 +200,7 @@ export class CachingBlobStore implements BlobStore {
       },
     });
     // The object was replaced (restored after damage): its bytes may differ from the entry's.
-    if (replacing) await this.drop(hash);
+    if (replacing) await this.drop(hash, { objectChanged: true });
     return result;
   }
 
@@ -356,25 +356,26 @@ export class CachingBlobStore implements BlobStore {
     await this.adopt({ hash, size: bytes.length, path });
   }
 
-  /** Counts and logs a fill given up (client or store gone, bytes wrong, disk failing). */
-  private abandoned(hash: string, reason: string): void {
-    const kind = reason.startsWith('cut off')
-      ? 'cut_off'
-      : reason.startsWith('writing')
-        ? 'disk'
-        : reason.startsWith('dropped')
-          ? 'dropped'
-          : 'invalid';
+  /**
+   * Counts and logs a fill given up: client or store gone, bytes wrong, disk
+   * failing (told apart by the reason fill.ts gives), or its object deleted or
+   * replaced meanwhile (`kind` 'dropped').
+   */
+  private abandoned(hash: string, reason: string, kind: AbandonKind = kindOf(reason)): void {
     this.metrics?.fillsAbandoned.inc({ reason: kind });
-    if (kind === 'cut_off') this.o.logger.debug({ hash, reason }, 'blob cache fill cut off');
+    // Clients going away and objects deleted are everyday events; the others are worth a look.
+    if (kind === 'cut_off' || kind === 'dropped')
+      this.o.logger.debug({ hash, reason }, 'blob cache fill not kept');
     else this.o.logger.warn({ hash, reason }, 'blob cache fill abandoned');
   }
 
-  /** A checked fill becomes an entry (evicting what no longer fits). */
+  /** A checked fill becomes an entry (evicting what no longer fits), unless its object went meanwhile. */
   private async adopt(filled: FilledEntry | null): Promise<void> {
     if (!filled) return;
     const entry: CacheEntry = { hash: filled.hash, size: filled.size };
     const target = this.files.entryPath(entry.hash);
+    // Before the rename too, so that a crash cannot leave the old object's bytes among the entries.
+    if (await this.leftVoided(entry.hash, filled.path)) return;
     try {
       await inFolders(
         () => rename(filled.path, target),
@@ -389,12 +390,8 @@ export class CachingBlobStore implements BlobStore {
     // Its bytes are the ones just checked while filling: stamped, a hit need not check them again.
     const info = await stat(target).catch(() => null);
     if (info) entry.stamp = stampOf(info);
-    // Checked here, after the last await, so no drop() can come between this and index.add().
-    if (this.voided.has(entry.hash)) {
-      this.abandoned(entry.hash, 'dropped: the object was deleted or replaced while filling');
-      await rm(target, { force: true }).catch(() => {});
-      return;
-    }
+    // Again after the last await, so that no drop() can come between this and index.add().
+    if (await this.leftVoided(entry.hash, target)) return;
     this.metrics?.fills.inc();
     for (const old of this.index.add(entry)) {
       this.metrics?.evictions.inc();
@@ -405,13 +402,31 @@ export class CachingBlobStore implements BlobStore {
     this.updateGauges();
   }
 
-  private async dropKey(key: string): Promise<void> {
-    const hash = hashOfKey(key, this.o.keyDepth);
-    if (hash !== null) await this.drop(hash);
+  /**
+   * If the fill of `hash` was voided (its object deleted or replaced while it
+   * was on its way), removes its file at `path` and counts it: true.
+   */
+  private async leftVoided(hash: string, path: string): Promise<boolean> {
+    if (!this.voided.has(hash)) return false;
+    await rm(path, { force: true }).catch(() => {});
+    // Counted once the file is gone: who sees the count sees no file.
+    this.abandoned(hash, 'the object was deleted or replaced while filling', 'dropped');
+    return true;
   }
 
-  private async drop(hash: string): Promise<void> {
-    if (this.filling.has(hash)) this.voided.add(hash);
+  /** The object under `key` was deleted: its entry, and any fill of it in progress, go. */
+  private async dropKey(key: string): Promise<void> {
+    const hash = hashOfKey(key, this.o.keyDepth);
+    if (hash !== null) await this.drop(hash, { objectChanged: true });
+  }
+
+  /**
+   * Removes the entry of `hash`. With `objectChanged` (deleted or replaced in
+   * the store, not just a damaged entry), a fill of it in progress is voided
+   * too: its bytes are the old object's.
+   */
+  private async drop(hash: string, { objectChanged = false } = {}): Promise<void> {
+    if (objectChanged && this.filling.has(hash)) this.voided.add(hash);
     const entry = this.index.remove(hash);
     if (!entry) return;
     this.updateGauges();
@@ -427,6 +442,16 @@ export class CachingBlobStore implements BlobStore {
 }
 
 type FileFacts = Pick<Stats, 'ino' | 'size' | 'ctimeMs'>;
+
+/** Why a fill was given up: the `reason` label of s3dedup_cache_fills_abandoned_total. */
+type AbandonKind = 'cut_off' | 'disk' | 'invalid' | 'dropped';
+
+/** The kind of a fill given up, from the reason fill.ts and keepWhole() give. */
+function kindOf(reason: string): AbandonKind {
+  if (reason.startsWith('cut off')) return 'cut_off';
+  if (reason.startsWith('writing')) return 'disk';
+  return 'invalid';
+}
 
 /**
  * Which file an entry's bytes were checked in: inode, size and change time.

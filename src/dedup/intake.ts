@@ -24,13 +24,13 @@ export interface IntakeOptions {
 }
 
 /**
- * Memory for upload bodies over SMALL_BODY (see BufferBudget). An upload that
- * finds no room streams, or spills to its temporary file from the first
- * byte. Bodies up to SMALL_BODY are read whole outside it. With the
- * default SPILL_THRESHOLD, 16 read whole at once (each takes a buffer of
- * min(WHOLE_BODY, SPILL_THRESHOLD) bytes), or the in-memory parts of bodies of
- * unknown hash (SPILL_THRESHOLD each), or a mix. Past it, uploads stream or
- * spill. A SPILL_THRESHOLD above it raises it to that much.
+ * Memory for upload bodies over SMALL_BODY (see BufferBudget; bodies up to
+ * SMALL_BODY are read whole outside it). With the default SPILL_THRESHOLD,
+ * 16 read whole at once (each takes a buffer of min(WHOLE_BODY,
+ * SPILL_THRESHOLD) bytes), or the in-memory parts of bodies of unknown hash
+ * (SPILL_THRESHOLD each), or a mix. Past it, uploads stream, or spill to
+ * their temporary file from the first byte. A SPILL_THRESHOLD above it
+ * raises it to that much.
  */
 export const WHOLE_BODY_BUDGET = 32 * 1024 * 1024;
 

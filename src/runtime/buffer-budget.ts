@@ -3,7 +3,8 @@
  * hold it in. A taker that finds no room is never made to wait: it is told
  * so at once (null) and takes its slower path that needs a few buffers
  * whatever the size (streaming, spilling to a file). So nothing stalls on
- * it, and a burst holds at most `limit` bytes, however many bodies come.
+ * it, and a burst holds at most `limit` bytes, however many bodies come
+ * (plus the free buffers kept, which are not counted as held).
  *
  * Two owners, each with its own budget:
  * - uploads (ContentIntake, src/dedup/intake.ts): bodies read whole, and the

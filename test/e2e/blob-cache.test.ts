@@ -138,12 +138,15 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     test: (srv: TestServer, proxy: FaultProxy, dir: string) => Promise<void>,
   ): Promise<void> {
     const proxy = await faultProxy(inject('s3').endpoint);
-    const dir = freshDir();
-    const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
     try {
-      await test(srv, proxy, dir);
+      const dir = freshDir();
+      const srv = await startCached(dir, { S3_ENDPOINT: proxy.url });
+      try {
+        await test(srv, proxy, dir);
+      } finally {
+        await srv.close();
+      }
     } finally {
-      await srv.close();
       await proxy.close();
     }
   }

@@ -1,7 +1,20 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { checkBytes } from '../../src/blobcache/verify.js';
+
+/** How many times checkBytes() tried the synchronous inflate (the event-loop path). */
+const sync = vi.hoisted(() => ({ tries: 0 }));
+vi.mock('../../src/dedup/body-readers.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/dedup/body-readers.js')>();
+  return {
+    ...real,
+    gunzipBounded: (...args: Parameters<typeof real.gunzipBounded>) => {
+      sync.tries++;
+      return real.gunzipBounded(...args);
+    },
+  };
+});
 
 const hashOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -28,20 +41,35 @@ function withTrailerSize(gz: Buffer, size: number): Buffer {
  * whatever the trailer says, the answer must be the same.
  */
 describe('checkBytes', () => {
-  // 1 KiB and 1.5 MiB are checked on the event loop; 3 MiB of text (about 20 KiB of gzip) is not.
-  const contents = {
-    '1 KiB of random bytes': randomBytes(1024),
-    '1.5 MiB of random bytes': randomBytes(1.5 * MiB),
-    '3 MiB of text in a small object': text(3 * MiB),
-  };
+  beforeEach(() => {
+    sync.tries = 0;
+  });
 
-  it.each(Object.entries(contents))('%s: right, wrong hash, trailing data', async (_, content) => {
+  // The first two on the event loop; 3 MiB of text (a few KiB of gzip) on the thread pool.
+  const contents: { name: string; content: Buffer; way: 'event loop' | 'thread pool' }[] = [
+    { name: '1 KiB of random bytes', content: randomBytes(1024), way: 'event loop' },
+    { name: '1.5 MiB of random bytes', content: randomBytes(1.5 * MiB), way: 'event loop' },
+    { name: '3 MiB of text in a small object', content: text(3 * MiB), way: 'thread pool' },
+  ];
+
+  it.each(contents)(
+    '$name: right, wrong hash, trailing data (on the $way)',
+    async ({ content, way }) => {
+      const gz = gzipSync(content);
+      const tries = way === 'event loop' ? 1 : 0;
+      expect(await checkBytes(gz, hashOf(content))).toBeNull();
+      expect(sync.tries).toBe(tries);
+      expect(await checkBytes(gz, hashOf(randomBytes(8)))).toBe('content does not hash to its key');
+      expect(sync.tries).toBe(2 * tries);
+      expect(await checkBytes(Buffer.concat([gz, Buffer.from([0, 0])]), hashOf(content))).toBe(
+        'trailing data after the gzip stream',
+      );
+    },
+  );
+
+  it.each(contents)('$name cut off: refused', async ({ content }) => {
+    // Its last four bytes are deflate data now: either way may be taken, the answer is the same.
     const gz = gzipSync(content);
-    expect(await checkBytes(gz, hashOf(content))).toBeNull();
-    expect(await checkBytes(gz, hashOf(randomBytes(8)))).toBe('content does not hash to its key');
-    expect(await checkBytes(Buffer.concat([gz, Buffer.from([0, 0])]), hashOf(content))).toBe(
-      'trailing data after the gzip stream',
-    );
     expect(await checkBytes(gz.subarray(0, gz.length - 10), hashOf(content))).toMatch(
       /^not a valid gzip stream/,
     );
@@ -52,19 +80,29 @@ describe('checkBytes', () => {
     // Said small: tried on the event loop, given up past 2 MiB, then refused on the thread pool.
     const saidSmall = withTrailerSize(gzipSync(large), 100);
     expect(await checkBytes(saidSmall, hashOf(large))).toMatch(/^not a valid gzip stream/);
+    expect(sync.tries).toBe(1);
     // Said large: sent to the thread pool, refused there.
     const small = randomBytes(1024);
     const saidLarge = withTrailerSize(gzipSync(small), 3 * MiB);
     expect(await checkBytes(saidLarge, hashOf(small))).toMatch(/^not a valid gzip stream/);
+    expect(sync.tries).toBe(1);
+    // Said small, and small but not that small: refused on the event loop.
+    const saidSmaller = withTrailerSize(gzipSync(small), 1);
+    expect(await checkBytes(saidSmaller, hashOf(small))).toMatch(/^not a valid gzip stream/);
+    expect(sync.tries).toBe(2);
   });
 
-  it('two gzip members: the trailer gives only the last one’s size, and the answer is still right', async () => {
-    const first = text(3 * MiB);
+  it('two gzip members, whose trailer gives only the last one’s size: right either way', async () => {
     const last = Buffer.from('end\n');
-    const joined = Buffer.concat([gzipSync(first), gzipSync(last)]);
-    expect(joined.readUInt32LE(joined.length - 4)).toBe(last.length);
-    const content = Buffer.concat([first, last]);
-    expect(await checkBytes(joined, hashOf(content))).toBeNull();
-    expect(await checkBytes(joined, hashOf(first))).toBe('content does not hash to its key');
+    // The trailer says 4 bytes, so both are tried on the event loop. The first is
+    // checked there; the second is given up past 2 MiB and checked on the thread pool.
+    for (const first of [randomBytes(MiB), text(3 * MiB)]) {
+      const joined = Buffer.concat([gzipSync(first), gzipSync(last)]);
+      expect(joined.readUInt32LE(joined.length - 4)).toBe(last.length);
+      expect(await checkBytes(joined, hashOf(Buffer.concat([first, last])))).toBeNull();
+      expect(await checkBytes(joined, hashOf(first))).toBe('content does not hash to its key');
+      expect(sync.tries).toBe(2);
+      sync.tries = 0;
+    }
   });
 });

@@ -3,9 +3,9 @@
  * in memory while it is sent (a part being filled or sent, or a small object
  * before its single PutObject) is reserved here, before it is read or, for a
  * body the caller already holds whole, before it is sent (reserve()); when
- * the budget is spent, uploads wait
- * for a reservation and therefore stop reading their request bodies, so the
- * clients' sockets are paused (backpressure) instead of memory growing.
+ * the budget is spent, uploads wait for a reservation and therefore stop
+ * reading their request bodies, so the clients' sockets are paused
+ * (backpressure) instead of memory growing.
  *
  * A reservation always covers a whole unit of work (a full part, or a whole
  * small object), so a holder never needs more budget to finish and release:
@@ -35,9 +35,7 @@ export class UploadBuffers {
 
   /** A buffer of exactly `bytes` (at most partSize) once the budget allows; `release` it when done. */
   async take(bytes: number, signal?: AbortSignal): Promise<Buffer> {
-    if (bytes > this.partSize) throw new Error(`buffer of ${bytes} bytes is larger than a part`);
-    if (this.waiters.length > 0 || this.available < bytes) await this.wait(bytes, signal);
-    else this.available -= bytes;
+    await this.acquire(bytes, 'buffer', signal);
     if (bytes === this.partSize) return this.free.pop() ?? Buffer.allocUnsafeSlow(this.partSize);
     return Buffer.allocUnsafe(bytes);
   }
@@ -52,16 +50,20 @@ export class UploadBuffers {
    * the budget, waiting as take() does; returns the function that gives them back.
    */
   async reserve(bytes: number, signal?: AbortSignal): Promise<() => void> {
-    if (bytes > this.partSize)
-      throw new Error(`reservation of ${bytes} bytes is larger than a part`);
-    if (this.waiters.length > 0 || this.available < bytes) await this.wait(bytes, signal);
-    else this.available -= bytes;
+    await this.acquire(bytes, 'reservation', signal);
     let given = false;
     return () => {
       if (given) return;
       given = true;
       this.giveBack(bytes);
     };
+  }
+
+  /** Takes `bytes` of the budget, at once or in turn after those already waiting. */
+  private async acquire(bytes: number, what: string, signal?: AbortSignal): Promise<void> {
+    if (bytes > this.partSize) throw new Error(`${what} of ${bytes} bytes is larger than a part`);
+    if (this.waiters.length > 0 || this.available < bytes) await this.wait(bytes, signal);
+    else this.available -= bytes;
   }
 
   private giveBack(bytes: number): void {

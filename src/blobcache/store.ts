@@ -106,8 +106,8 @@ export class CachingBlobStore implements BlobStore {
   private readonly filling = new Map<string, Promise<void>>();
   /**
    * Misses in progress whose object was deleted or replaced meanwhile: their
-   * bytes are the old object's (S3 keeps sending a body it has started), so
-   * they must not become an entry. Cleared when the fill ends.
+   * bytes may be the old object's (S3 keeps sending a body it has started),
+   * so they must not become an entry. Cleared when the fill ends.
    */
   private readonly voided = new Set<string>();
 
@@ -191,17 +191,20 @@ export class CachingBlobStore implements BlobStore {
     const { beforeCommit } = options;
     if (hash === null || !beforeCommit) return this.inner.put(key, body, options);
     let replacing = false;
-    const result = await this.inner.put(key, body, {
-      ...options,
-      beforeCommit: async () => {
-        const mode = await beforeCommit();
-        replacing = mode === 'replace';
-        return mode;
-      },
-    });
-    // The object was replaced (restored after damage): its bytes may differ from the entry's.
-    if (replacing) await this.drop(hash, { objectChanged: true });
-    return result;
+    try {
+      return await this.inner.put(key, body, {
+        ...options,
+        beforeCommit: async () => {
+          const mode = await beforeCommit();
+          replacing = mode === 'replace';
+          return mode;
+        },
+      });
+    } finally {
+      // The object was replaced (restored after damage), or may have been if
+      // the put failed after that was decided: its bytes may differ from the entry's.
+      if (replacing) await this.drop(hash, { objectChanged: true });
+    }
   }
 
   stat(key: string, options?: { signal?: AbortSignal }): Promise<BlobInfo | null> {
@@ -270,7 +273,7 @@ export class CachingBlobStore implements BlobStore {
   private async fill(hash: string, reader: BlobReader, release: () => void): Promise<BlobReader> {
     const kept = (done: Promise<unknown>) =>
       void done
-        .catch((err: unknown) => this.o.logger.warn({ err, hash }, 'blob cache: fill not kept'))
+        .catch((err: unknown) => this.o.logger.warn({ err, hash }, 'blob cache: fill failed'))
         .finally(release);
     if (reader.size <= WHOLE_FILL) {
       if (Buffer.isBuffer(reader.body)) {
@@ -369,13 +372,16 @@ export class CachingBlobStore implements BlobStore {
     else this.o.logger.warn({ hash, reason }, 'blob cache fill abandoned');
   }
 
-  /** A checked fill becomes an entry (evicting what no longer fits), unless its object went meanwhile. */
+  /**
+   * A checked fill becomes an entry (evicting what no longer fits), unless
+   * its object was deleted or replaced meanwhile.
+   */
   private async adopt(filled: FilledEntry | null): Promise<void> {
     if (!filled) return;
     const entry: CacheEntry = { hash: filled.hash, size: filled.size };
     const target = this.files.entryPath(entry.hash);
-    // Before the rename too, so that a crash cannot leave the old object's bytes among the entries.
-    if (await this.leftVoided(entry.hash, filled.path)) return;
+    // Before the rename too: a fill voided by then never reaches entries/.
+    if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, filled.path);
     try {
       await inFolders(
         () => rename(filled.path, target),
@@ -390,8 +396,8 @@ export class CachingBlobStore implements BlobStore {
     // Its bytes are the ones just checked while filling: stamped, a hit need not check them again.
     const info = await stat(target).catch(() => null);
     if (info) entry.stamp = stampOf(info);
-    // Again after the last await, so that no drop() can come between this and index.add().
-    if (await this.leftVoided(entry.hash, target)) return;
+    // Again with no await between this and index.add(), so that no drop() can come in between.
+    if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, target);
     this.metrics?.fills.inc();
     for (const old of this.index.add(entry)) {
       this.metrics?.evictions.inc();
@@ -402,16 +408,11 @@ export class CachingBlobStore implements BlobStore {
     this.updateGauges();
   }
 
-  /**
-   * If the fill of `hash` was voided (its object deleted or replaced while it
-   * was on its way), removes its file at `path` and counts it: true.
-   */
-  private async leftVoided(hash: string, path: string): Promise<boolean> {
-    if (!this.voided.has(hash)) return false;
+  /** Removes the file at `path` of a voided fill of `hash` (see `voided`), and counts it. */
+  private async discardVoided(hash: string, path: string): Promise<void> {
     await rm(path, { force: true }).catch(() => {});
     // Counted once the file is gone: who sees the count sees no file.
     this.abandoned(hash, 'the object was deleted or replaced while filling', 'dropped');
-    return true;
   }
 
   /** The object under `key` was deleted: its entry, and any fill of it in progress, go. */

@@ -35,9 +35,10 @@ export const SMALL_BODY = 64 * 1024;
 /**
  * Larger uploads up to this many bytes (and SPILL_THRESHOLD) are also read
  * whole, while the memory budget for bodies (BufferBudget in
- * src/runtime/buffer-budget.ts, WHOLE_BODY_BUDGET in intake.ts) has room. Checked in one
- * buffer, a 1 MiB body cost 3.1-3.9 ms of server CPU instead of 5.7-6.6 ms
- * streamed (dedup hits, 300 x 1 MiB at c=4; docs/benchmarks.md, 2026-12-02):
+ * src/runtime/buffer-budget.ts, WHOLE_BODY_BUDGET in intake.ts) has room.
+ * Checked in one buffer, a 1 MiB body cost 3.1-3.9 ms of server CPU instead
+ * of 5.7-6.6 ms streamed (dedup hits, 300 x 1 MiB at c=4; docs/benchmarks.md,
+ * 2026-12-02):
  * the stream path hands every 64 KiB of inflated output between the thread
  * pool and the main thread, and each hand-off costs more than inflating it.
  * The S3 store holds such a body in memory for its single PutObject anyway.

@@ -329,7 +329,8 @@ describe('CachingBlobStore filling from streams', () => {
     const now = await cache.get(replaced.key);
     if (!now) throw new Error('no reader');
     const nowAnswer = readAll(now.body);
-    held[2]?.finish();
+    if (!held[2]) throw new Error('the store was not read again');
+    held[2].finish();
     expect((await nowAnswer).equals(other)).toBe(true);
     await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toHaveLength(1);
     const hit = await cache.get(replaced.key);

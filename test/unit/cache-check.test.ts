@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { checkBytes } from '../../src/blobcache/verify.js';
+import { ContentCheck, checkBytes } from '../../src/blobcache/verify.js';
 
 /** How many times checkBytes() tried the synchronous inflate (the event-loop path). */
 const sync = vi.hoisted(() => ({ tries: 0 }));
@@ -41,8 +41,11 @@ function withTrailerSize(gz: Buffer, size: number): Buffer {
  * whatever the trailer says, the answer must be the same.
  */
 describe('checkBytes', () => {
+  /** Checks finished on the thread pool (ContentCheck). */
+  const pooled = vi.spyOn(ContentCheck.prototype, 'finish');
   beforeEach(() => {
     sync.tries = 0;
+    pooled.mockClear();
   });
 
   // The first two on the event loop; 3 MiB of text (a few KiB of gzip) on the thread pool.
@@ -53,14 +56,13 @@ describe('checkBytes', () => {
   ];
 
   it.each(contents)(
-    '$name: right, wrong hash, trailing data (on the $way)',
+    '$name: right and wrong hash (checked on the $way), trailing data',
     async ({ content, way }) => {
       const gz = gzipSync(content);
-      const tries = way === 'event loop' ? 1 : 0;
+      const onLoop = way === 'event loop' ? 1 : 0;
       expect(await checkBytes(gz, hashOf(content))).toBeNull();
-      expect(sync.tries).toBe(tries);
       expect(await checkBytes(gz, hashOf(randomBytes(8)))).toBe('content does not hash to its key');
-      expect(sync.tries).toBe(2 * tries);
+      expect([sync.tries, pooled.mock.calls.length]).toEqual([2 * onLoop, 2 * (1 - onLoop)]);
       expect(await checkBytes(Buffer.concat([gz, Buffer.from([0, 0])]), hashOf(content))).toBe(
         'trailing data after the gzip stream',
       );
@@ -80,29 +82,33 @@ describe('checkBytes', () => {
     // Said small: tried on the event loop, given up past 2 MiB, then refused on the thread pool.
     const saidSmall = withTrailerSize(gzipSync(large), 100);
     expect(await checkBytes(saidSmall, hashOf(large))).toMatch(/^not a valid gzip stream/);
-    expect(sync.tries).toBe(1);
+    expect([sync.tries, pooled.mock.calls.length]).toEqual([1, 1]);
     // Said large: sent to the thread pool, refused there.
     const small = randomBytes(1024);
     const saidLarge = withTrailerSize(gzipSync(small), 3 * MiB);
     expect(await checkBytes(saidLarge, hashOf(small))).toMatch(/^not a valid gzip stream/);
-    expect(sync.tries).toBe(1);
+    expect([sync.tries, pooled.mock.calls.length]).toEqual([1, 2]);
     // Said small, and small but not that small: refused on the event loop.
     const saidSmaller = withTrailerSize(gzipSync(small), 1);
     expect(await checkBytes(saidSmaller, hashOf(small))).toMatch(/^not a valid gzip stream/);
-    expect(sync.tries).toBe(2);
+    expect([sync.tries, pooled.mock.calls.length]).toEqual([2, 2]);
   });
 
   it('two gzip members, whose trailer gives only the last one’s size: right either way', async () => {
     const last = Buffer.from('end\n');
-    // The trailer says 4 bytes, so both are tried on the event loop. The first is
-    // checked there; the second is given up past 2 MiB and checked on the thread pool.
-    for (const first of [randomBytes(MiB), text(3 * MiB)]) {
+    // The trailer says 4 bytes, so both are tried on the event loop. The 1 MiB one is
+    // checked there; the 3 MiB one is given up past 2 MiB and checked on the thread pool.
+    for (const [first, onPool] of [
+      [randomBytes(MiB), 0],
+      [text(3 * MiB), 2],
+    ] as const) {
       const joined = Buffer.concat([gzipSync(first), gzipSync(last)]);
       expect(joined.readUInt32LE(joined.length - 4)).toBe(last.length);
       expect(await checkBytes(joined, hashOf(Buffer.concat([first, last])))).toBeNull();
       expect(await checkBytes(joined, hashOf(first))).toBe('content does not hash to its key');
-      expect(sync.tries).toBe(2);
+      expect([sync.tries, pooled.mock.calls.length]).toEqual([2, onPool]);
       sync.tries = 0;
+      pooled.mockClear();
     }
   });
 });

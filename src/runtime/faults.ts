@@ -1,6 +1,6 @@
 /**
  * Named points between the storage and metadata steps of every write path,
- * where the crash tests (test/e2e/crash.test.ts) make the process die, as a
+ * where the crash tests (test/e2e/crash.suite.ts) make the process die, as a
  * power cut or SIGKILL would, to show the invariants hold whatever the
  * instant. A point kills the process only when S3DEDUP_CRASH_AT names it;
  * otherwise it is one comparison with an empty string.

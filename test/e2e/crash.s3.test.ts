@@ -1,0 +1,3 @@
+import { crashSuite } from './crash.suite.js';
+
+crashSuite('s3 (radosgw) + postgres');

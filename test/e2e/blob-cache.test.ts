@@ -114,6 +114,22 @@ async function readSome(socket: Socket, bytes: number): Promise<{ bytes: number 
   return got;
 }
 
+/**
+ * A GET of `name` on a socket of its own, so that a test can stop reading
+ * midway or see the answer cut short; `closed` resolves when it closes.
+ */
+function rawGet(srv: TestServer, name: string): { socket: Socket; closed: Promise<void> } {
+  const socket = connect(Number(new URL(srv.url).port), '127.0.0.1');
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.write(`GET /files/${name} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  return { socket, closed };
+}
+
+/** Fills given up because the client or S3 went away, so far. */
+const cutOffFills = (srv: TestServer) =>
+  metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}');
+
 async function startCached(
   cacheDir: string,
   env: Record<string, string> = {},
@@ -233,23 +249,15 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
       // Larger than what the loopback socket buffers hold, so the fill is still going when the client leaves.
       const f = file(32 * MiB);
       await put(srv, 'abort', f);
-      const cut = await metricValue(
-        srv.url,
-        's3dedup_cache_fills_abandoned_total',
-        '{reason="cut_off"}',
-      );
-      const { port } = new URL(srv.url);
-      const socket = connect(Number(port), '127.0.0.1');
-      socket.write('GET /files/abort HTTP/1.1\r\nHost: x\r\n\r\n');
+      const cut = await cutOffFills(srv);
+      const { socket } = rawGet(srv, 'abort');
       // Read a little of the answer, then go away mid-body.
       await readSome(socket, 256 * KiB);
       expect((await fillFiles(dir)).length).toBe(1);
       socket.destroy();
       await eventually(async () => {
         expect(await fillFiles(dir)).toEqual([]);
-        expect(
-          await metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'),
-        ).toBe(cut + 1);
+        expect(await cutOffFills(srv)).toBe(cut + 1);
       });
       expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
       // The next reader fills it whole.
@@ -388,23 +396,15 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     overFaultProxy(async (srv, proxy, dir) => {
       const f = file(1536 * KiB);
       await put(srv, 'wholecut', f);
-      const cut = await metricValue(
-        srv.url,
-        's3dedup_cache_fills_abandoned_total',
-        '{reason="cut_off"}',
-      );
+      const cut = await cutOffFills(srv);
       const whole = await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}');
       // S3's answer stops halfway through the object.
       proxy.setMode('cut', 768 * KiB);
-      const { port } = new URL(srv.url);
-      const socket = connect(Number(port), '127.0.0.1');
-      socket.on('error', () => {});
+      const { socket, closed } = rawGet(srv, 'wholecut');
       let received = 0;
       socket.on('data', (d: Buffer) => {
         received += d.length;
       });
-      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-      socket.write('GET /files/wholecut HTTP/1.1\r\nHost: x\r\n\r\n');
       // The answer is cut short (never completed with wrong bytes), and nothing is kept.
       await closed;
       expect(received).toBeLessThan(f.stored.length);
@@ -412,11 +412,7 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
       expect(await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(
         whole + 1,
       );
-      await eventually(async () =>
-        expect(
-          await metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}'),
-        ).toBe(cut + 1),
-      );
+      await eventually(async () => expect(await cutOffFills(srv)).toBe(cut + 1));
       expect(await fillFiles(dir)).toEqual([]);
       expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
       proxy.setMode('pass');
@@ -431,11 +427,7 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     overFaultProxy(async (srv, proxy, dir) => {
       const f = file(32 * MiB);
       await put(srv, 's3cut', f);
-      const { port } = new URL(srv.url);
-      const socket = connect(Number(port), '127.0.0.1');
-      socket.on('error', () => {});
-      socket.write('GET /files/s3cut HTTP/1.1\r\nHost: x\r\n\r\n');
-      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      const { socket, closed } = rawGet(srv, 's3cut');
       const got = await readSome(socket, 256 * KiB);
       expect((await fillFiles(dir)).length).toBe(1);
       proxy.setMode('error');

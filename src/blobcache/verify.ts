@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { gunzipBounded } from '../dedup/body-readers.js';
+import { gunzipEach } from '../dedup/sync-gunzip.js';
 
 /** Inflated only to be hashed and dropped: a few pieces of this size per check in memory. */
 const VERIFY_CHUNK = 256 * 1024;
@@ -103,10 +103,11 @@ export async function checkFile(
 export async function checkBytes(bytes: Buffer, hash: string): Promise<string | null> {
   // ISIZE: the last member's content size, modulo 2^32.
   const hinted = bytes.length >= 18 ? bytes.readUInt32LE(bytes.length - 4) : 0;
-  let inflated: ReturnType<typeof gunzipBounded> = null;
+  const digest = createHash('sha256');
+  let inflated: ReturnType<typeof gunzipEach> = null;
   if (hinted <= SYNC_INFLATE_MAX) {
     try {
-      inflated = gunzipBounded(bytes, SYNC_INFLATE_MAX, hinted);
+      inflated = gunzipEach(bytes, SYNC_INFLATE_MAX, (piece) => digest.update(piece));
     } catch (err) {
       return `not a valid gzip stream: ${(err as Error).message}`;
     }
@@ -121,7 +122,7 @@ export async function checkBytes(bytes: Buffer, hash: string): Promise<string | 
     }
   }
   if (inflated.consumed < bytes.length) return 'trailing data after the gzip stream';
-  if (createHash('sha256').update(inflated.content).digest('hex') !== hash) {
+  if (digest.digest('hex') !== hash) {
     return 'content does not hash to its key';
   }
   return null;

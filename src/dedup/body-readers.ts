@@ -1,8 +1,9 @@
 import { Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createGunzip, createGzip, type Gunzip, gunzipSync, gzip } from 'node:zlib';
+import { createGunzip, createGzip, type Gunzip, gzip } from 'node:zlib';
 import { AppError, clientAborted, invalidGzip } from '../errors.js';
+import { gunzipEach } from './sync-gunzip.js';
 import type { BodyEncoding, ContentId, UploadCheck } from './upload-check.js';
 
 /**
@@ -49,9 +50,11 @@ export const WHOLE_BODY = 2 * 1024 * 1024;
  * Content up to this size is inflated in one synchronous call: cheaper than
  * an asynchronous zlib stream (above), and the event loop is blocked for
  * about 1.5 ms per 2 MiB of incompressible content, up to about 10 ms for
- * dense text. zlib stops at this size (or at the declared Logical-Size when
- * smaller), so a gzip bomb costs no more than that before the stream path
- * takes over and the check cuts it off at the limit.
+ * dense text. Inflating stops at this size (the check, at the declared
+ * Logical-Size when smaller), so a gzip bomb costs no more than that before
+ * the stream path takes over and the check cuts it off at the limit. The
+ * content is hashed in 64 KiB pieces as it comes, never held whole
+ * (sync-gunzip.ts).
  */
 const SYNC_INFLATE = 2 * 1024 * 1024;
 
@@ -81,67 +84,31 @@ export async function checkBuffer(
     // Content declared larger than SYNC_INFLATE goes to the stream at once:
     // inflating the first SYNC_INFLATE bytes here would be wasted.
     const declared = check.declaredSize;
-    const inflated =
-      declared === undefined || declared <= SYNC_INFLATE
-        ? inflateSmall(body, Math.max(1, declared ?? SYNC_INFLATE), declared ?? body.length)
-        : null;
-    if (inflated) check.content(inflated);
-    else await runPipeline([Readable.from([body]), ...inflating(check, body.length)], 'gzip');
+    const done = (declared === undefined || declared <= SYNC_INFLATE) && inflateSmall(body, check);
+    if (!done) await runPipeline([Readable.from([body]), ...inflating(check, body.length)], 'gzip');
   }
   return { id: check.finish(), stored: async () => body };
 }
 
 /**
- * The content of a small gzip body, or null when it inflates past `max`
- * bytes: the stream path then measures it, and fails it with the right
- * error (too large, or larger than declared) as soon as a limit is crossed.
+ * Inflates a small gzip body into `check` on the event loop; false when its
+ * content passes SYNC_INFLATE (only possible without a declared size: the
+ * check refuses content past the declared one). The check then forgets that
+ * part, and the stream path measures the body from the start.
  */
-function inflateSmall(body: Buffer, max: number, expected: number): Buffer | null {
-  let inflated: ReturnType<typeof gunzipBounded>;
+function inflateSmall(body: Buffer, check: UploadCheck): boolean {
+  let inflated: ReturnType<typeof gunzipEach>;
   try {
-    inflated = gunzipBounded(body, max, expected);
+    inflated = gunzipEach(body, SYNC_INFLATE, (piece) => check.content(piece));
   } catch (err) {
     throw classify(err, 'gzip', undefined);
   }
-  if (inflated === null) return null;
-  if (inflated.consumed < body.length) throw trailingData(body.length - inflated.consumed);
-  return inflated.content;
-}
-
-/**
- * gunzipSync of at most `max` bytes of content: the content and how many of
- * the given bytes the gzip stream took (fewer: trailing data), or null when
- * the content is larger than `max`. zlib's errors are thrown as they are.
- * `expected` is the content size to make room for at once (the declared
- * size, or the body's when unknown: incompressible content is about that).
- */
-export function gunzipBounded(
-  body: Buffer,
-  max: number,
-  expected = body.length,
-): { content: Buffer; consumed: number } | null {
-  let inflated: { buffer: Buffer; engine: Gunzip };
-  // zlib's output comes in buffers of chunkSize joined at the end: one of the
-  // expected size rather than zlib's 16 KiB pieces saves a buffer and a copy
-  // per piece (1 MiB checked with its SHA-256: 1.3 against 1.6 ms; notes of
-  // 2026-12-02 in docs/benchmarks.md). One byte more than the content lets
-  // zlib see its end within the buffer. The expected size is a hint, from a
-  // client or a gzip trailer: deflate cannot expand more than about 1032:1,
-  // so a lie costs at most that times the body, and never less than the
-  // 16 KiB zlib would take anyway.
-  const hint = Math.min(max, expected, body.length * 1032);
-  const chunkSize = Math.max(16 * 1024, hint + 1);
-  try {
-    // With info: true zlib also returns its engine, whose byte count tells trailing data apart.
-    inflated = gunzipSync(body, { info: true, maxOutputLength: max, chunkSize }) as unknown as {
-      buffer: Buffer;
-      engine: Gunzip;
-    };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return null;
-    throw err;
+  if (inflated === null) {
+    check.restartContent();
+    return false;
   }
-  return { content: inflated.buffer, consumed: inflated.engine.bytesWritten };
+  if (inflated.consumed < body.length) throw trailingData(body.length - inflated.consumed);
+  return true;
 }
 
 /**

@@ -55,7 +55,7 @@ export function maxStoredSize(maxLogicalSize: number): number {
  * after finish() has returned.
  */
 export class UploadCheck {
-  private readonly hash: Hash = createHash('sha256');
+  private hash: Hash = createHash('sha256');
   private logical = 0;
   private stored = 0;
   private readonly maxStored: number;
@@ -114,6 +114,15 @@ export class UploadCheck {
       throw sizeMismatch(this.declaredContent, `more than ${this.declaredContent}`);
     }
     this.hash.update(chunk);
+  }
+
+  /**
+   * Forgets the content counted so far, for a reader that gave up on one way
+   * of inflating the body and starts over on another (checkBuffer).
+   */
+  restartContent(): void {
+    this.logical = 0;
+    this.hash = createHash('sha256');
   }
 
   /** Logical-Size when the body is verified against it: the content may be no larger. */

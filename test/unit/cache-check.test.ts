@@ -5,13 +5,13 @@ import { ContentCheck, checkBytes } from '../../src/blobcache/verify.js';
 
 /** How many times checkBytes() tried the synchronous inflate (the event-loop path). */
 const sync = vi.hoisted(() => ({ tries: 0 }));
-vi.mock('../../src/dedup/body-readers.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../src/dedup/body-readers.js')>();
+vi.mock('../../src/dedup/sync-gunzip.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/dedup/sync-gunzip.js')>();
   return {
     ...real,
-    gunzipBounded: (...args: Parameters<typeof real.gunzipBounded>) => {
+    gunzipEach: (...args: Parameters<typeof real.gunzipEach>) => {
       sync.tries++;
-      return real.gunzipBounded(...args);
+      return real.gunzipEach(...args);
     },
   };
 });

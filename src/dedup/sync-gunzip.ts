@@ -72,7 +72,8 @@ function internalsOf(engine: Gunzip): Required<ZlibInternals> | null {
 }
 
 function newInflater(): Inflater {
-  const engine = createGunzip({ chunkSize: PIECE }) as Inflater;
+  // Its own output buffer (chunkSize) is never used: the smallest zlib allows.
+  const engine = createGunzip({ chunkSize: zlibConstants.Z_MIN_CHUNK }) as Inflater;
   // A zlib error destroys the stream, which then emits 'error' on the next
   // tick; the error is read from `errored` right away, so this only keeps
   // that emission from becoming an uncaught exception.
@@ -80,15 +81,18 @@ function newInflater(): Inflater {
   return engine;
 }
 
+inflater = newInflater();
+
 /** True when bodies are inflated into one reused buffer (see above), false when through gunzipSync. */
-export const inflatesInPlace = internalsOf(newInflater()) !== null;
+export const inflatesInPlace = internalsOf(inflater) !== null;
 
 /**
  * Inflates a whole gzip body (one or more members, as gunzipSync takes
  * them) and hands its content to `sink` piece by piece; each piece is only
  * valid during the call. Returns null as soon as the content passes `max`
- * bytes (the caller decides what to do with larger content, and the event
- * loop is never held longer than inflating `max` bytes). zlib's errors are
+ * bytes, when the sink may have seen up to `max` of them (the caller decides
+ * what to do with larger content, and the event loop is never held longer
+ * than inflating `max` bytes). zlib's errors are
  * thrown as gunzipSync throws them; so is whatever `sink` throws, which
  * stops the inflating.
  */

@@ -51,6 +51,10 @@ const bodies: [string, Buffer][] = [
   ['empty content', gzipSync(Buffer.alloc(0))],
   ['one byte', gzipSync(Buffer.from('x'))],
   ['two members', Buffer.concat([gzipSync(Buffer.from('first ')), gzRandom])],
+  [
+    'two members, the first ending on a piece boundary',
+    Buffer.concat([gzipSync(Buffer.alloc(64 * KiB, 'a')), gzipSync(Buffer.alloc(64 * KiB, 'b'))]),
+  ],
   ['trailing zero padding', Buffer.concat([gzRandom, Buffer.alloc(100)])],
   ['trailing data', Buffer.concat([gzText, Buffer.from('\0\0not gzip')])],
   ['trailing garbage', Buffer.concat([gzText, Buffer.from('not gzip')])],
@@ -84,6 +88,9 @@ describe.each([
   });
 
   it('stops past the bound, and takes content of exactly the bound', () => {
+    let seen = 0;
+    expect(way(gzRandom, 100 * KiB, (piece) => void (seen += piece.length))).toBeNull();
+    expect(seen).toBeLessThanOrEqual(100 * KiB);
     expect(run(way, gzRandom, MiB - 1)).toMatchObject({ tooLarge: true });
     expect(run(way, gzRandom, MiB)).toMatchObject({ size: MiB, sha: sha(random) });
     expect(run(way, gzipSync(Buffer.from('x')), 0)).toMatchObject({ tooLarge: true });
@@ -114,6 +121,21 @@ describe.each([
 });
 
 describe('gunzipEach', () => {
+  it('can be called again from inside a sink', () => {
+    const outer = createHash('sha256');
+    let inner = '';
+    const result = gunzipEach(gzRandom, 64 * MiB, (piece) => {
+      if (inner === '') {
+        const again = run(gunzipEach, gzText);
+        inner = 'sha' in again && again.sha !== undefined ? again.sha : 'failed';
+      }
+      outer.update(piece);
+    });
+    expect(result).toMatchObject({ size: MiB, consumed: gzRandom.length });
+    expect(outer.digest('hex')).toBe(sha(random));
+    expect(inner).toBe(sha(text));
+  });
+
   it('inflates in place on the Node versions this project supports', () => {
     // If a Node release changes zlib's internals, uploads still work (through
     // gunzipWhole) but lose the saving: this is where that shows.

@@ -126,6 +126,14 @@ const CASES: Array<[string, Buffer, Partial<UploadRules>, string | typeof good]>
     'SIZE_MISMATCH',
   ],
   [
+    // Refused for its size at the first piece past the limit, before the
+    // inflater reaches what follows the gzip stream.
+    'gzip past the size limit, with trailing data',
+    Buffer.concat([gzipSync(text3MiB.subarray(0, 1536 * 1024)), Buffer.from('trailing')]),
+    { encoding: 'gzip', maxLogicalSize: MiB },
+    'TOO_LARGE',
+  ],
+  [
     'gzip, size one larger',
     gz,
     { encoding: 'gzip', hints: { logicalSize: content.length + 1 } },

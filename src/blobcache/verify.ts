@@ -11,9 +11,8 @@ const READ_CHUNK = 1024 * 1024;
 /**
  * checkBytes() inflates at most this much on the event loop (about 3 ms,
  * hash included, for incompressible content, up to about 10 ms for dense
- * text), as uploads
- * do (SYNC_INFLATE in body-readers.ts); larger content is checked on the
- * thread pool.
+ * text), as uploads do (SYNC_INFLATE in body-readers.ts); larger content is
+ * checked on the thread pool.
  */
 const SYNC_INFLATE_MAX = 2 * 1024 * 1024;
 

@@ -50,11 +50,11 @@ export const WHOLE_BODY = 2 * 1024 * 1024;
  * Content up to this size is inflated in one synchronous call: cheaper than
  * an asynchronous zlib stream (above), and the event loop is blocked for
  * about 3 ms per 2 MiB of incompressible content (inflating and hashing),
- * up to about 10 ms for dense text. Inflating stops at this size (the check, at the declared
- * Logical-Size when smaller), so a gzip bomb costs no more than that before
- * the stream path takes over and the check cuts it off at the limit. The
- * content is hashed in 64 KiB pieces as it comes, never held whole
- * (sync-gunzip.ts).
+ * up to about 10 ms for dense text. Inflating stops at this size (the check
+ * at the declared Logical-Size when smaller), so a gzip bomb costs no more
+ * than that before the stream path takes over and the check cuts it off at
+ * the limit. The content is hashed in 64 KiB pieces as it comes, never held
+ * whole (sync-gunzip.ts).
  */
 const SYNC_INFLATE = 2 * 1024 * 1024;
 

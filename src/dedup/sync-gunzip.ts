@@ -25,11 +25,11 @@ import {
  * buffer. `gunzipSync` itself drives the inflater's native handle through
  * `_handle.writeSync()` and reads the counts back from `_writeState`; this
  * does the same, on one long-lived inflater reset between bodies. Those two
- * are internal to `node:zlib` (unchanged from Node 10 to 24), so they are
- * looked up at start and, should a Node release change them, every call
- * goes through `gunzipSync` instead (same answers, the old cost):
+ * are internal to `node:zlib`, so this way is tried at load
+ * (`inPlaceWorks`) and, should a Node release change them, every call goes
+ * through `gunzipSync` instead (same answers, the old cost):
  * `inflatesInPlace` says which, and the unit tests require the fast way on
- * the Node versions this project supports.
+ * the Node version this project runs on.
  */
 
 /** The parts of a zlib stream that `gunzipSync` itself uses. */
@@ -84,8 +84,8 @@ function newInflater(): Inflater {
 }
 
 /**
- * Whether the in-place way works on this Node, tried once at load on a few
- * hundred bytes: the internals are there, a body of two members whose
+ * Whether the in-place way works on this Node, tried once at load on a body
+ * of a few hundred bytes: the internals are there, a body of two members whose
  * content spans pieces comes out as gunzipSync makes it, and a damaged one
  * fails. Checking only that the internals exist would not catch a release
  * that kept their names but changed how they report.
@@ -118,9 +118,8 @@ export const inflatesInPlace = inPlaceWorks();
  * valid during the call. Returns null as soon as the content passes `max`
  * bytes, when the sink may have seen up to `max` of them (the caller decides
  * what to do with larger content, and the event loop is never held longer
- * than inflating `max` bytes). zlib's errors are
- * thrown as gunzipSync throws them; so is whatever `sink` throws, which
- * stops the inflating.
+ * than inflating `max` bytes). zlib's errors are thrown as gunzipSync throws
+ * them; so is whatever `sink` throws, which stops the inflating.
  */
 export function gunzipEach(
   body: Buffer,

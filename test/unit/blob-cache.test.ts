@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CacheIndex } from '../../src/blobcache/index.js';
 import { CachingBlobStore } from '../../src/blobcache/store.js';
 import { FilesystemBlobStore } from '../../src/blobstore/filesystem.js';
-import type { BlobReader } from '../../src/blobstore/port.js';
+import type { BlobReader, BlobStore, PutOptions } from '../../src/blobstore/port.js';
 import { blobKey } from '../../src/dedup/keys.js';
 import { readAll } from '../support/bytes.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -165,6 +165,50 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
     expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
     expect(await cache.get(key)).toBeNull();
+  });
+
+  it('drops the entry when a replacing put fails after the replace was decided', async () => {
+    // A store that decides to replace, then fails (S3 gone mid-request): the
+    // object may or may not have changed, so the entry must not be trusted.
+    const inner = await FilesystemBlobStore.open(join(tmp.path, 'flaky-blobs'));
+    let failing = false;
+    const flaky = new Proxy(inner, {
+      get(target, name) {
+        if (name === 'put' && failing) {
+          return async (_key: string, _body: unknown, options: PutOptions) => {
+            await options.beforeCommit?.();
+            throw new Error('the store went away');
+          };
+        }
+        const value = Reflect.get(target, name, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as BlobStore;
+    const own = await CachingBlobStore.open(flaky, {
+      dir: join(tmp.path, 'flaky-cache'),
+      maxBytes: 1024 * 1024,
+      maxEntryBytes: 1024 * 1024,
+      keyDepth: 2,
+      logger: pino({ level: 'silent' }),
+      registry: new Registry(),
+    });
+    try {
+      const content = randomBytes(2000);
+      const key = blobKey(hashOf(content), 2);
+      const stored = gzipSync(content);
+      await own.put(key, stored, { size: stored.length });
+      await own.get(key);
+      await expect.poll(() => entriesIn(join(tmp.path, 'flaky-cache'))).toHaveLength(1);
+      failing = true;
+      const other = gzipSync(content, { level: 1 });
+      await expect(
+        own.put(key, other, { size: other.length, beforeCommit: async () => 'replace' }),
+      ).rejects.toThrow('the store went away');
+      expect(await entriesIn(join(tmp.path, 'flaky-cache'))).toEqual([]);
+      expect(own.usage).toEqual({ bytes: 0, entries: 0 });
+    } finally {
+      await own.close();
+    }
   });
 
   it('passes keys outside the blob layout through, uncached', async () => {

@@ -132,6 +132,13 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
   });
 
+  it('opens a fresh cache with its 256 shard folders made, so that first fills need not make them', async () => {
+    const shards = await readdir(join(tmp.path, 'cache', 'entries'));
+    expect(shards.sort()).toEqual(
+      Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0')),
+    );
+  });
+
   it('gives up a fill it cannot write as a disk failure, answers the store’s bytes, and fills again once it can', async () => {
     const content = randomBytes(200 * 1024);
     const stored = gzipSync(content);

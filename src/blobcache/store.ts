@@ -568,10 +568,6 @@ function relay(source: Readable, fill: Transform): Transform {
   return fill;
 }
 
-/**
- * Runs `op`, and once more after creating the cache's folders if it failed
- * for want of one (the folder was deleted under us).
- */
 const writeAt = promisify(write);
 
 /**
@@ -582,10 +578,10 @@ const writeAt = promisify(write);
  *
  * Through node:fs/promises (writeFile(), rename(), stat()) a 1 MiB fill took
  * six hand-offs, and while first reads filled the cache V8 ran a full
- * collection every 100-150 ms: 18-24 in a pass of 200 x 1 MiB at c=4,
+ * collection every 50-130 ms: 18-23 in a pass of 200 x 1 MiB at c=4,
  * against 6-7 this way, which used 3.6-4.4 ms less CPU per MB
  * (docs/benchmarks.md, sixth session). The callback API with the same six
- * hand-offs still had 11-14.
+ * hand-offs still had 10-14.
  */
 async function writeFill(path: string, bytes: Buffer): Promise<void> {
   const fd = openSync(path, 'wx');
@@ -610,6 +606,10 @@ function statIfThere(path: string): Stats | null {
   }
 }
 
+/**
+ * Runs `op`, and once more after creating the cache's folders if it failed
+ * for want of one (the folder was deleted under us).
+ */
 async function inFolders<T>(op: () => Promise<T>, prepare: () => Promise<void>): Promise<T> {
   try {
     return await op();

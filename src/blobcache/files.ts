@@ -48,12 +48,15 @@ export class CacheFiles {
     await rm(this.fillsDir, { recursive: true, force: true });
     await this.prepare();
     // All 256 shard folders at once, so that a fresh cache's first fills do
-    // not each fail to find theirs, make it and try again: on a first pass
-    // over 200 x 1 MiB, making folders was 2.6% of the CPU (docs/benchmarks.md,
-    // sixth session). Someone removing them later costs that again, no more.
+    // not each fail to find theirs, make it and try again: in a profile of a
+    // first pass over 200 x 1 MiB, making folders was 2.6% of the CPU
+    // (docs/benchmarks.md, sixth session). One that cannot be made (a file in
+    // its place) only costs its fills later, as before: never the start-up.
     await Promise.all(
       Array.from({ length: 256 }, (_, i) =>
-        mkdir(join(this.entriesDir, i.toString(16).padStart(2, '0')), { recursive: true }),
+        mkdir(join(this.entriesDir, i.toString(16).padStart(2, '0')), { recursive: true }).catch(
+          () => {},
+        ),
       ),
     );
     const found: { entry: CacheEntry; mtime: number }[] = [];

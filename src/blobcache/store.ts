@@ -8,7 +8,7 @@ import {
   statSync,
   write,
 } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { Readable, Transform } from 'node:stream';
 import { promisify } from 'node:util';
 import type { Registry } from 'prom-client';
@@ -345,7 +345,8 @@ export class CachingBlobStore implements BlobStore {
   private async keepWhole(hash: string, bytes: Buffer): Promise<void> {
     const path = this.files.fillPath(hash);
     const writing = inFolders(
-      () => writeFill(path, bytes),
+      () =>
+        bytes.length > SMALL_FILL ? writeFill(path, bytes) : writeFile(path, bytes, { flag: 'wx' }),
       () => this.files.prepare(hash),
     ).then(
       () => null,
@@ -392,10 +393,12 @@ export class CachingBlobStore implements BlobStore {
     const target = this.files.entryPath(entry.hash);
     // Before the rename too: a fill voided by then never reaches entries/.
     if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, filled.path);
+    // A fill over SMALL_FILL is renamed and stated on the event loop, a
+    // smaller one on the thread pool (see writeFill()).
+    const onLoop = filled.size > SMALL_FILL;
     try {
-      // On the event loop, as writeFill() opens and closes (see there).
       await inFolders(
-        async () => renameSync(filled.path, target),
+        async () => (onLoop ? renameSync(filled.path, target) : await rename(filled.path, target)),
         () => this.files.prepare(entry.hash),
       );
     } catch (err) {
@@ -405,7 +408,7 @@ export class CachingBlobStore implements BlobStore {
       return;
     }
     // Its bytes are the ones just checked while filling: stamped, a hit need not check them again.
-    const info = statIfThere(target);
+    const info = onLoop ? statIfThere(target) : await stat(target).catch(() => null);
     if (info) entry.stamp = stampOf(info);
     // Again with no await between this and index.add(), so that no drop() can come in between.
     if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, target);
@@ -571,17 +574,19 @@ function relay(source: Readable, fill: Transform): Transform {
 const writeAt = promisify(write);
 
 /**
- * Writes a whole fill's bytes into a new file at `path`. Only the write, which
- * may wait for the disk, goes to the thread pool; opening and closing (and the
- * rename and stat in adopt()) touch the directory and inode caches and run on
- * the event loop, as the filesystem store's calls for small files do.
+ * Writes a whole fill of more than SMALL_FILL bytes into a new file at
+ * `path`. Only the write, which may wait for the disk, goes to the thread
+ * pool; opening and closing here, and renaming and stating in adopt(), run on
+ * the event loop: they cost the same whatever the size (here 0.1-0.3 ms of
+ * the loop per fill, more if a journalled file system makes them wait).
  *
- * Through node:fs/promises (writeFile(), rename(), stat()) a 1 MiB fill took
- * six hand-offs, and while first reads filled the cache V8 ran a full
- * collection every 50-130 ms: 18-23 in a pass of 200 x 1 MiB at c=4,
- * against 6-7 this way, which used 3.6-4.4 ms less CPU per MB
- * (docs/benchmarks.md, sixth session). The callback API with the same six
- * hand-offs still had 10-14.
+ * In the built code, the same pass of 200 x 1 MiB first reads at c=4 in
+ * three alternating rounds: through node:fs/promises (writeFile(), rename(),
+ * stat(): six hand-offs per fill) V8 ran 18-23 full collections during the
+ * pass, this way 6-7, and the server used 3.6-4.4 ms less CPU per MB
+ * (docs/benchmarks.md, sixth session). Smaller fills keep the thread pool:
+ * for them, creating the file on the loop was most of what a fill cost it
+ * (docs/benchmarks.md, third session).
  */
 async function writeFill(path: string, bytes: Buffer): Promise<void> {
   const fd = openSync(path, 'wx');
@@ -592,9 +597,15 @@ async function writeFill(path: string, bytes: Buffer): Promise<void> {
       if (bytesWritten === 0) throw new Error(`short write (${done} of ${bytes.length} bytes)`);
       done += bytesWritten;
     }
-  } finally {
-    closeSync(fd);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      // The write's failure is the one to report.
+    }
+    throw err;
   }
+  closeSync(fd);
 }
 
 /** The file's facts, or null when it is not there (or cannot be stated). */

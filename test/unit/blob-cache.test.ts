@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -139,31 +139,62 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     );
   });
 
-  it('gives up a fill it cannot write as a disk failure, answers the store’s bytes, and fills again once it can', async () => {
-    const content = randomBytes(200 * 1024);
-    const stored = gzipSync(content);
-    const key = blobKey(hashOf(content), 2);
-    await cache.put(key, stored, { size: stored.length });
-    // A file where the fills' folder should be: opening a fill fails (ENOTDIR), and not for a missing folder.
-    const fills = join(tmp.path, 'cache', 'fills');
-    await rm(fills, { recursive: true, force: true });
-    await writeFile(fills, 'not a folder');
-    const miss = await cache.get(key);
-    expect(miss && (await readAll(miss.body)).equals(stored)).toBe(true);
-    await expect
-      .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="disk"}'))
-      .toBe(1);
-    expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
-    expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
-    // With the folder gone instead, the fill makes it again and is kept.
-    await rm(fills);
-    const again = await cache.get(key);
-    expect(again && (await readAll(again.body)).equals(stored)).toBe(true);
-    await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toEqual([hashOf(content)]);
-    const hit = await cache.get(key);
-    expect(hit && Buffer.isBuffer(hit.body) && hit.body.equals(stored)).toBe(true);
-    expect(await metric('s3dedup_cache_hits_total')).toBe(1);
+  it('opens a cache with a file where a shard folder should be, and makes the others', async () => {
+    const dir = join(tmp.path, 'other-cache');
+    await mkdir(join(dir, 'entries'), { recursive: true });
+    await writeFile(join(dir, 'entries', 'ab'), 'not a folder');
+    const other = await CachingBlobStore.open(
+      await FilesystemBlobStore.open(join(tmp.path, 'other-blobs')),
+      {
+        dir,
+        maxBytes: 1024 * 1024,
+        maxEntryBytes: 1024 * 1024,
+        keyDepth: 2,
+        logger: pino({ level: 'silent' }),
+      },
+    );
+    await other.close();
+    expect((await stat(join(dir, 'entries', 'ab'))).isFile()).toBe(true);
+    expect((await stat(join(dir, 'entries', 'ac'))).isDirectory()).toBe(true);
   });
+
+  // 2,000 bytes come from the filesystem store as a Buffer and are written on
+  // the thread pool; 200 KiB come as a stream, are held in a fill buffer and
+  // written by writeFill() (opened and renamed on the event loop).
+  it.each([
+    ['small', 2000],
+    ['over 64 KiB', 200 * 1024],
+  ])(
+    'gives up a %s fill it cannot write as a disk failure, answers the store’s bytes, and fills again once it can',
+    async (_, size) => {
+      const content = randomBytes(size);
+      const stored = gzipSync(content);
+      const key = blobKey(hashOf(content), 2);
+      await cache.put(key, stored, { size: stored.length });
+      // A file where the fills' folder should be: opening a fill fails (ENOTDIR), and not for a missing folder.
+      const fills = join(tmp.path, 'cache', 'fills');
+      await rm(fills, { recursive: true, force: true });
+      await writeFile(fills, 'not a folder');
+      const miss = await cache.get(key);
+      expect(miss && (await readAll(miss.body)).equals(stored)).toBe(true);
+      await expect
+        .poll(() => metric('s3dedup_cache_fills_abandoned_total', '{reason="disk"}'))
+        .toBe(1);
+      expect(await metric('s3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(1);
+      expect(await entriesIn(join(tmp.path, 'cache'))).toEqual([]);
+      expect(cache.usage).toEqual({ bytes: 0, entries: 0 });
+      // With the folder gone instead, the fill makes it again and is kept.
+      await rm(fills);
+      const again = await cache.get(key);
+      expect(again && (await readAll(again.body)).equals(stored)).toBe(true);
+      await expect.poll(() => entriesIn(join(tmp.path, 'cache'))).toEqual([hashOf(content)]);
+      expect(await metric('s3dedup_cache_fills_total')).toBe(1);
+      expect(await metric('s3dedup_cache_fills_abandoned_total', '{reason="disk"}')).toBe(1);
+      const hit = await cache.get(key);
+      expect(hit && Buffer.isBuffer(hit.body) && hit.body.equals(stored)).toBe(true);
+      expect(await metric('s3dedup_cache_hits_total')).toBe(1);
+    },
+  );
 
   it('keeps nothing that is not one whole gzip stream', async () => {
     const content = randomBytes(2000);

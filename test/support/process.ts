@@ -56,7 +56,14 @@ export async function startServerProcess(
     out += d.toString();
   });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 20_000);
+    // Longer than the server's own STARTUP_TIMEOUT (30 s by default), which it
+    // may spend waiting for a database or for radosgw to create a bucket's
+    // pools: a fresh bucket on a loaded machine once took more than the 20 s
+    // this used to allow (three instances at once, in a CI run of stop 29).
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start:\n${out}`));
+    }, 60_000);
     const onData = () => {
       for (const line of out.split('\n')) {
         if (!line.startsWith('{')) continue;

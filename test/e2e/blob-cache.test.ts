@@ -126,6 +126,26 @@ function rawGet(srv: TestServer, name: string): { socket: Socket; closed: Promis
   return { socket, closed };
 }
 
+/**
+ * The tests over the fault proxy start their own server on a new bucket and
+ * move tens of MiB through radosgw; on a loaded 2-core CI machine beside the
+ * other suite worker that takes more than the default 30 s at times.
+ */
+const PROXY_TEST_TIMEOUT = 90_000;
+
+/** `promise`, or a failure naming what was still awaited after `ms`. */
+async function withDeadline<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`after ${ms} ms: ${what()}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Fills given up because the client or S3 went away, so far. */
 const cutOffFills = (srv: TestServer) =>
   metricValue(srv.url, 's3dedup_cache_fills_abandoned_total', '{reason="cut_off"}');
@@ -392,69 +412,83 @@ describe('blob cache in front of S3 (CACHE_DIR)', () => {
     expect(await readFile(notAFolder, 'utf8')).toBe('x');
   });
 
-  it('a fill held whole (under 2 MiB) cut off by an S3 failure leaves nothing; the next GET fills it', () =>
-    overFaultProxy(async (srv, proxy, dir) => {
-      const f = file(1536 * KiB);
-      await put(srv, 'wholecut', f);
-      const cut = await cutOffFills(srv);
-      const whole = await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}');
-      // S3's answer stops halfway through the object.
-      proxy.setMode('cut', 768 * KiB);
-      const { socket, closed } = rawGet(srv, 'wholecut');
-      let received = 0;
-      socket.on('data', (d: Buffer) => {
-        received += d.length;
-      });
-      // The answer is cut short (never completed with wrong bytes), and nothing is kept.
-      await closed;
-      expect(received).toBeLessThan(f.stored.length);
-      // It was one of the fills held in memory, not one streamed into its file.
-      expect(await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(
-        whole + 1,
-      );
-      await eventually(async () => expect(await cutOffFills(srv)).toBe(cut + 1));
-      expect(await fillFiles(dir)).toEqual([]);
-      expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
-      proxy.setMode('pass');
-      const gets = s3Gets(srv);
-      expect(await get(srv, 'wholecut')).toEqual(expected(f));
-      await cached(dir, f);
-      expect(await get(srv, 'wholecut')).toEqual(expected(f));
-      expect(s3Gets(srv)).toBe(gets + 1);
-    }));
+  it(
+    'a fill held whole (under 2 MiB) cut off by an S3 failure leaves nothing; the next GET fills it',
+    () =>
+      overFaultProxy(async (srv, proxy, dir) => {
+        const f = file(1536 * KiB);
+        await put(srv, 'wholecut', f);
+        const cut = await cutOffFills(srv);
+        const whole = await metricValue(
+          srv.url,
+          's3dedup_cache_fill_reads_total',
+          '{read="whole"}',
+        );
+        // S3's answer stops halfway through the object.
+        proxy.setMode('cut', 768 * KiB);
+        const { socket, closed } = rawGet(srv, 'wholecut');
+        let received = 0;
+        socket.on('data', (d: Buffer) => {
+          received += d.length;
+        });
+        // The answer is cut short (never completed with wrong bytes), and nothing is kept.
+        await withDeadline(closed, 15_000, () => `connection still open after ${received} bytes`);
+        expect(received).toBeLessThan(f.stored.length);
+        // It was one of the fills held in memory, not one streamed into its file.
+        expect(await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="whole"}')).toBe(
+          whole + 1,
+        );
+        await eventually(async () => expect(await cutOffFills(srv)).toBe(cut + 1));
+        expect(await fillFiles(dir)).toEqual([]);
+        expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
+        proxy.setMode('pass');
+        const gets = s3Gets(srv);
+        expect(await get(srv, 'wholecut')).toEqual(expected(f));
+        await cached(dir, f);
+        expect(await get(srv, 'wholecut')).toEqual(expected(f));
+        expect(s3Gets(srv)).toBe(gets + 1);
+      }),
+    PROXY_TEST_TIMEOUT,
+  );
 
-  it('a fill cut off by an S3 failure leaves no entry; the next GET fills it', () =>
-    overFaultProxy(async (srv, proxy, dir) => {
-      const f = file(32 * MiB);
-      await put(srv, 's3cut', f);
-      const cut = await cutOffFills(srv);
-      const streamed = await metricValue(
-        srv.url,
-        's3dedup_cache_fill_reads_total',
-        '{read="streamed"}',
-      );
-      // S3's answer stops after 4 MiB of the 32. (Breaking the connection
-      // while the client paused raced with TCP buffers that, on loopback, can
-      // hold most of 32 MiB: once the whole answer had arrived first, the
-      // keep-alive connection never closed and the test timed out.)
-      proxy.setMode('cut', 4 * MiB);
-      const { socket, closed } = rawGet(srv, 's3cut');
-      let received = 0;
-      socket.on('data', (d: Buffer) => {
-        received += d.length;
-      });
-      // The answer is cut short (never completed with wrong bytes), and nothing is kept.
-      await closed;
-      expect(received).toBeLessThan(f.stored.length);
-      // It streamed into its fill file, not held in memory.
-      expect(
-        await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="streamed"}'),
-      ).toBe(streamed + 1);
-      await eventually(async () => expect(await cutOffFills(srv)).toBe(cut + 1));
-      await eventually(async () => expect(await fillFiles(dir)).toEqual([]));
-      expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
-      proxy.setMode('pass');
-      expect(await get(srv, 's3cut')).toEqual(expected(f));
-      await cached(dir, f);
-    }));
+  it(
+    'a fill cut off by an S3 failure leaves no entry; the next GET fills it',
+    () =>
+      overFaultProxy(async (srv, proxy, dir) => {
+        // Over WHOLE_FILL (2 MiB), so it streams into its fill file.
+        const f = file(8 * MiB);
+        await put(srv, 's3cut', f);
+        const cut = await cutOffFills(srv);
+        const streamed = await metricValue(
+          srv.url,
+          's3dedup_cache_fill_reads_total',
+          '{read="streamed"}',
+        );
+        // S3's answer stops after 3 MiB of the 8. (Breaking the connection
+        // while the client paused raced with TCP buffers that, on loopback, can
+        // hold a whole answer: once it had all arrived first, the keep-alive
+        // connection never closed.)
+        proxy.setMode('cut', 3 * MiB);
+        const { socket, closed } = rawGet(srv, 's3cut');
+        let received = 0;
+        socket.on('data', (d: Buffer) => {
+          received += d.length;
+        });
+        // The answer is cut short (never completed with wrong bytes), and the
+        // connection is closed: a client must not be left waiting on it.
+        await withDeadline(closed, 15_000, () => `connection still open after ${received} bytes`);
+        expect(received).toBeLessThan(f.stored.length);
+        // It streamed into its fill file, not held in memory.
+        expect(
+          await metricValue(srv.url, 's3dedup_cache_fill_reads_total', '{read="streamed"}'),
+        ).toBe(streamed + 1);
+        await eventually(async () => expect(await cutOffFills(srv)).toBe(cut + 1));
+        await eventually(async () => expect(await fillFiles(dir)).toEqual([]));
+        expect((await entryFiles(dir)).some((e) => e.startsWith(f.hash))).toBe(false);
+        proxy.setMode('pass');
+        expect(await get(srv, 's3cut')).toEqual(expected(f));
+        await cached(dir, f);
+      }),
+    PROXY_TEST_TIMEOUT,
+  );
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SHA256_HEX } from '../dedup/keys.js';
 import type { CacheEntry } from './index.js';
@@ -41,17 +41,37 @@ export class CacheFiles {
   }
 
   /**
-   * The entries on disk, least recently filled first, and how many files
-   * were not entries (removed). Fills a previous process left are removed.
+   * The entries on disk, least recently filled first; how many files were
+   * not entries (removed), and how many of those could not be removed (left
+   * alone: they never become entries). Fills a previous process left are
+   * removed. Nothing found here is followed out of the folder: a link is
+   * removed as a link, whatever it points at.
    */
-  async scan(): Promise<{ entries: CacheEntry[]; removed: number }> {
+  async scan(): Promise<{ entries: CacheEntry[]; removed: number; unremovable: number }> {
     await rm(this.fillsDir, { recursive: true, force: true });
     await this.prepare();
+    let removed = 0;
+    let unremovable = 0;
+    const removeStray = async (path: string, folder: boolean) => {
+      try {
+        // Only a real folder is removed with what it holds; rm() does not follow links in it.
+        await (folder ? rm(path, { recursive: true, force: true }) : unlink(path));
+        removed++;
+      } catch {
+        unremovable++;
+      }
+    };
+    for (const item of await readdir(this.entriesDir, { withFileTypes: true })) {
+      if (!item.isDirectory() || !SHARD.test(item.name)) {
+        await removeStray(join(this.entriesDir, item.name), item.isDirectory());
+      }
+    }
     // All 256 shard folders at once, so that a fresh cache's first fills do
     // not each fail to find theirs, make it and try again: in a profile of a
     // first pass over 200 x 1 MiB, making folders was 2.6% of the CPU
-    // (docs/benchmarks.md, sixth session). One that cannot be made (a file in
-    // its place) only costs its fills later, as before: never the start-up.
+    // (docs/benchmarks.md, sixth session). One that cannot be made (a file
+    // that could not be removed in its place) only costs its fills later,
+    // never the start-up.
     await Promise.all(
       Array.from({ length: 256 }, (_, i) =>
         mkdir(join(this.entriesDir, i.toString(16).padStart(2, '0')), { recursive: true }).catch(
@@ -60,30 +80,33 @@ export class CacheFiles {
       ),
     );
     const found: { entry: CacheEntry; mtime: number }[] = [];
-    let removed = 0;
-    for (const shard of await readdir(this.entriesDir)) {
-      const shardDir = join(this.entriesDir, shard);
+    for (const shard of await readdir(this.entriesDir, { withFileTypes: true })) {
+      if (!shard.isDirectory() || !SHARD.test(shard.name)) continue;
+      const shardDir = join(this.entriesDir, shard.name);
       let names: string[];
       try {
         names = await readdir(shardDir);
       } catch {
         continue;
       }
-      // A shard's entries stated at once rather than one round trip after another.
+      // A shard's entries looked at all at once rather than one round trip after another.
       const infos = await Promise.all(
-        names.map((name) => stat(join(shardDir, name)).catch(() => null)),
+        names.map((name) => lstat(join(shardDir, name)).catch(() => null)),
       );
       for (const [i, name] of names.entries()) {
         const info = infos[i];
-        if (!SHA256_HEX.test(name) || name.slice(0, 2) !== shard || !info?.isFile()) {
-          await rm(join(shardDir, name), { recursive: true, force: true });
-          removed++;
+        if (!info) continue;
+        if (!SHA256_HEX.test(name) || name.slice(0, 2) !== shard.name || !info.isFile()) {
+          await removeStray(join(shardDir, name), info.isDirectory());
           continue;
         }
         found.push({ entry: { hash: name, size: info.size }, mtime: info.mtimeMs });
       }
     }
     found.sort((a, b) => a.mtime - b.mtime);
-    return { entries: found.map((f) => f.entry), removed };
+    return { entries: found.map((f) => f.entry), removed, unremovable };
   }
 }
+
+/** A shard folder's name: the first two hex digits of its entries' hashes. */
+const SHARD = /^[0-9a-f]{2}$/;

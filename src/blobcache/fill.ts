@@ -128,7 +128,10 @@ export class CacheFill extends Transform {
       await this.discard();
       return null;
     }
-    await this.file.close();
+    // Counted as the disk's failure (see kindOf() in store.ts), not as bytes that did not check out.
+    await this.file.close().catch((err: Error) => {
+      throw new Error(`writing the cache file: ${err.message}`);
+    });
     return { hash: this.hash, size: this.size, path: this.path };
   }
 

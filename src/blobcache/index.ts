@@ -48,6 +48,11 @@ export class CacheIndex {
     return entry;
   }
 
+  /** The entry, its recency unchanged. */
+  peek(hash: string): CacheEntry | undefined {
+    return this.entries.get(hash);
+  }
+
   has(hash: string): boolean {
     return this.entries.has(hash);
   }

@@ -8,8 +8,8 @@ import {
   statSync,
   write,
 } from 'node:fs';
-import { type FileHandle, open, rename, rm, stat, writeFile } from 'node:fs/promises';
-import type { Readable, Transform } from 'node:stream';
+import { type FileHandle, open, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { finished, type Readable, type Transform } from 'node:stream';
 import { promisify } from 'node:util';
 import type { Registry } from 'prom-client';
 import type {
@@ -120,6 +120,12 @@ export class CachingBlobStore implements BlobStore {
    * so they must not become an entry. Cleared when the fill ends.
    */
   private readonly voided = new Set<string>();
+  /**
+   * Entry files being removed (evicted or dropped), by hash. A new fill of
+   * the same blob is renamed into place only after its removal is done, so
+   * the removal cannot take the new file instead of the old one.
+   */
+  private readonly removing = new Map<string, Promise<void>>();
 
   private constructor(
     readonly inner: BlobStore,
@@ -141,19 +147,34 @@ export class CachingBlobStore implements BlobStore {
   /** The cache over `inner`, its index rebuilt from what `dir` holds. */
   static async open(inner: BlobStore, o: BlobCacheOptions): Promise<CachingBlobStore> {
     const cache = new CachingBlobStore(inner, o);
-    const { entries, removed } = await cache.files.scan();
-    let evicted = 0;
+    const { entries, removed, unremovable } = await cache.files.scan();
+    // The bounds may have been lowered since these entries were kept.
+    const removals: Promise<void>[] = [];
     for (const entry of entries) {
-      for (const old of cache.index.add(entry)) {
-        await rm(cache.files.entryPath(old.hash), { force: true });
-        evicted++;
+      if (entry.size > cache.index.maxEntryBytes) {
+        removals.push(cache.removeFile(entry.hash));
+        continue;
       }
+      for (const old of cache.index.add(entry)) removals.push(cache.removeFile(old.hash));
     }
+    await Promise.all(removals);
     cache.updateGauges();
     o.logger.info(
-      { dir: o.dir, entries: cache.index.count, bytes: cache.index.bytes, evicted, removed },
+      {
+        dir: o.dir,
+        entries: cache.index.count,
+        bytes: cache.index.bytes,
+        evicted: removals.length,
+        removed,
+      },
       'blob cache opened',
     );
+    if (unremovable > 0) {
+      o.logger.warn(
+        { dir: o.dir, unremovable },
+        'blob cache: files that are not entries could not be removed; they are ignored',
+      );
+    }
     return cache;
   }
 
@@ -221,14 +242,24 @@ export class CachingBlobStore implements BlobStore {
     return this.inner.stat(key, options);
   }
 
+  // The entries go whether or not the store's delete succeeded: a batch that
+  // fails part-way may have deleted some of its objects, and the cleaner will
+  // not ask again for rows it has already removed. An entry dropped for an
+  // object that is still there only costs a miss.
   async delete(key: string): Promise<void> {
-    await this.inner.delete(key);
-    await this.dropKey(key);
+    try {
+      await this.inner.delete(key);
+    } finally {
+      await this.dropKey(key);
+    }
   }
 
   async deleteMany(keys: string[]): Promise<void> {
-    await this.inner.deleteMany(keys);
-    for (const key of keys) await this.dropKey(key);
+    try {
+      await this.inner.deleteMany(keys);
+    } finally {
+      for (const key of keys) await this.dropKey(key);
+    }
   }
 
   list(options?: { prefix?: string; signal?: AbortSignal }): AsyncIterable<BlobListing> {
@@ -271,7 +302,8 @@ export class CachingBlobStore implements BlobStore {
     }
     if (!reader) {
       this.metrics?.damaged.inc();
-      await this.drop(hash);
+      // Unless it was filled again meanwhile: the new entry is another file.
+      if (this.index.peek(hash) === entry) await this.drop(hash);
       return null;
     }
     this.metrics?.hits.inc();
@@ -391,6 +423,8 @@ export class CachingBlobStore implements BlobStore {
     if (!filled) return;
     const entry: CacheEntry = { hash: filled.hash, size: filled.size };
     const target = this.files.entryPath(entry.hash);
+    // An old entry of this blob still being removed: renamed into place before that, the new file would go.
+    await this.removing.get(entry.hash);
     // Before the rename too: a fill voided by then never reaches entries/.
     if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, filled.path);
     // A fill over SMALL_FILL is renamed and stated on the event loop, a
@@ -413,13 +447,13 @@ export class CachingBlobStore implements BlobStore {
     // Again with no await between this and index.add(), so that no drop() can come in between.
     if (this.voided.has(entry.hash)) return this.discardVoided(entry.hash, target);
     this.metrics?.fills.inc();
-    for (const old of this.index.add(entry)) {
-      this.metrics?.evictions.inc();
-      await rm(this.files.entryPath(old.hash), { force: true }).catch((err: unknown) => {
-        this.o.logger.warn({ err, hash: old.hash }, 'blob cache: cannot remove an evicted entry');
-      });
-    }
+    const evicted = this.index.add(entry);
     this.updateGauges();
+    if (evicted.length > 0) {
+      this.metrics?.evictions.inc(evicted.length);
+      // All registered at once, before anything else can fill one of them again.
+      await Promise.all(evicted.map((old) => this.removeFile(old.hash)));
+    }
   }
 
   /** Removes the file at `path` of a voided fill of `hash` (see `voided`), and counts it. */
@@ -445,9 +479,27 @@ export class CachingBlobStore implements BlobStore {
     const entry = this.index.remove(hash);
     if (!entry) return;
     this.updateGauges();
-    await rm(this.files.entryPath(entry.hash), { force: true }).catch((err: unknown) => {
-      this.o.logger.warn({ err, hash }, 'blob cache: cannot remove an entry');
-    });
+    await this.removeFile(hash);
+  }
+
+  /**
+   * Removes the file of an entry that has just left the index; see
+   * `removing`. Never fails: a file that cannot be removed is only logged
+   * (it is no entry any more, and the next start-up finds it again).
+   */
+  private removeFile(hash: string): Promise<void> {
+    const path = this.files.entryPath(hash);
+    const done: Promise<void> = (this.removing.get(hash) ?? Promise.resolve())
+      .then(() => unlink(path))
+      .catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT')
+          this.o.logger.warn({ err, hash }, 'blob cache: cannot remove an entry');
+      })
+      .finally(() => {
+        if (this.removing.get(hash) === done) this.removing.delete(hash);
+      });
+    this.removing.set(hash, done);
+    return done;
   }
 
   private updateGauges(): void {
@@ -516,8 +568,11 @@ function readSmall(path: string, entry: CacheEntry): BlobReader | null | 'unread
 /**
  * An entry read whole (up to WHOLE_HIT) or streamed. One whose file is not
  * provably the one already checked (found at start-up, or changed since) is
- * checked against its content hash first, before its first byte is sent,
- * and stamped. Null if gone or damaged.
+ * checked against its content hash before its first byte is sent, and
+ * stamped: one read whole is checked in the buffer that is sent, one
+ * streamed is checked in its file first and then read again to send (a
+ * write to the file in between would go out unchecked; nothing in s3dedup
+ * writes entry files). Null if gone or damaged.
  */
 async function readChecked(path: string, entry: CacheEntry): Promise<BlobReader | null> {
   let file: FileHandle;
@@ -531,13 +586,21 @@ async function readChecked(path: string, entry: CacheEntry): Promise<BlobReader 
   try {
     const info = await file.stat();
     if (info.size !== entry.size) return null;
+    if (entry.size <= WHOLE_HIT) {
+      const body = Buffer.allocUnsafe(entry.size);
+      if ((await readInto(file, body)) !== entry.size) return null;
+      // Checked in the very bytes that are sent: a write to the file after
+      // the check cannot reach the client. The stamp is the file's as stated
+      // before the read, so a write during it makes the next hit check again.
+      if (!isStamped(entry, info)) {
+        if ((await checkBytes(body, entry.hash)) !== null) return null;
+        entry.stamp = stampOf(info);
+      }
+      return { body, size: entry.size };
+    }
     if (!isStamped(entry, info)) {
       if ((await checkFile(file, entry.size, entry.hash)) !== null) return null;
       entry.stamp = stampOf(info);
-    }
-    if (entry.size <= WHOLE_HIT) {
-      const body = Buffer.allocUnsafe(entry.size);
-      return (await readInto(file, body)) === entry.size ? { body, size: entry.size } : null;
     }
     owned = false;
     const body = file.createReadStream({ start: 0, end: entry.size - 1, highWaterMark: HIT_CHUNK });
@@ -563,7 +626,14 @@ async function readInto(file: FileHandle, buffer: Buffer): Promise<number> {
  * both: a client gone stops the download, a store failure cuts the answer.
  */
 function relay(source: Readable, fill: Transform): Transform {
-  source.on('error', (err) => fill.destroy(err));
+  // finished(), not an 'error' listener: the store's answer may have been
+  // destroyed already, while the fill's file was being opened. An HTTP
+  // response destroyed with no 'error' listener drops its error, and pipe()
+  // from a destroyed stream never ends what it feeds, so the client would
+  // wait for the rest of an answer that never comes.
+  finished(source, (err) => {
+    if (err) fill.destroy(err);
+  });
   fill.on('close', () => {
     if (!source.destroyed) source.destroy();
   });

@@ -73,6 +73,21 @@ async function entriesIn(dir: string): Promise<string[]> {
 }
 
 /**
+ * `inner` with some of its methods replaced: `override` answers the
+ * replacement for a property name, or undefined to keep the store's own.
+ */
+function overriding(inner: BlobStore, override: (name: string | symbol) => unknown): BlobStore {
+  return new Proxy(inner, {
+    get(target, name) {
+      const replaced = override(name);
+      if (replaced !== undefined) return replaced;
+      const value = Reflect.get(target, name, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
  * The cache over a store that hands small objects over as a Buffer (the
  * filesystem store), which S3 never does: the fill then works on a copy.
  */
@@ -212,18 +227,14 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
   it('drops the entries of a batch the store failed to delete, which it may have deleted in part', async () => {
     const inner = await FilesystemBlobStore.open(join(tmp.path, 'flaky-blobs'));
     // As S3's DeleteObjects can: the first key is deleted, then the request fails.
-    const flaky = new Proxy(inner, {
-      get(target, name) {
-        if (name === 'deleteMany') {
-          return async (keys: string[]) => {
-            await target.delete(keys[0] as string);
+    const flaky = overriding(inner, (name) =>
+      name === 'deleteMany'
+        ? async (keys: string[]) => {
+            await inner.delete(keys[0] as string);
             throw new Error('SlowDown');
-          };
-        }
-        const value = Reflect.get(target, name, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as BlobStore;
+          }
+        : undefined,
+    );
     const dir = join(tmp.path, 'flaky-cache');
     const own = await CachingBlobStore.open(flaky, {
       dir,
@@ -268,11 +279,10 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     // The store's answer is destroyed with no error before the fill's file is
     // open, as an HTTP response whose connection was reset is: it drops the
     // error, because nobody listened for one yet.
-    const resetting = new Proxy(inner, {
-      get(target, name) {
-        if (name === 'get') {
-          return async (k: string) => {
-            const reader = await target.get(k);
+    const resetting = overriding(inner, (name) =>
+      name === 'get'
+        ? async (k: string) => {
+            const reader = await inner.get(k);
             if (!reader || resets === 0) return reader;
             resets--;
             if (!Buffer.isBuffer(reader.body)) reader.body.destroy();
@@ -280,12 +290,9 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
             body.write(stored.subarray(0, 64 * 1024));
             process.nextTick(() => body.destroy());
             return { body, size: reader.size };
-          };
-        }
-        const value = Reflect.get(target, name, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as BlobStore;
+          }
+        : undefined,
+    );
     const dir = join(tmp.path, 'reset-cache');
     const own = await CachingBlobStore.open(resetting, {
       dir,
@@ -394,18 +401,14 @@ describe('CachingBlobStore over a store that answers Buffers', () => {
     // object may or may not have changed, so the entry must not be trusted.
     const inner = await FilesystemBlobStore.open(join(tmp.path, 'flaky-blobs'));
     let failing = false;
-    const flaky = new Proxy(inner, {
-      get(target, name) {
-        if (name === 'put' && failing) {
-          return async (_key: string, _body: unknown, options: PutOptions) => {
+    const flaky = overriding(inner, (name) =>
+      name === 'put' && failing
+        ? async (_key: string, _body: unknown, options: PutOptions) => {
             await options.beforeCommit?.();
             throw new Error('the store went away');
-          };
-        }
-        const value = Reflect.get(target, name, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as BlobStore;
+          }
+        : undefined,
+    );
     const own = await CachingBlobStore.open(flaky, {
       dir: join(tmp.path, 'flaky-cache'),
       maxBytes: 1024 * 1024,
@@ -474,13 +477,7 @@ describe('CachingBlobStore filling from streams', () => {
       return { body, size: bytes.length };
     };
     // Everything as the filesystem store does it, but get().
-    const gated = new Proxy(inner, {
-      get: (target, prop) => {
-        if (prop === 'get') return gatedGet;
-        const value = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const gated = overriding(inner, (name) => (name === 'get' ? gatedGet : undefined));
     cache = await CachingBlobStore.open(gated, {
       dir: join(tmp.path, 'cache'),
       maxBytes: 64 * 1024 * 1024,
